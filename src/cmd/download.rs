@@ -1,0 +1,8 @@
+//! `sg2im download` (being built; see the issues).
+
+#[derive(clap::Args, Debug)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<()> {
+    anyhow::bail!("`sg2im download` is not available in this build yet")
+}

@@ -1,0 +1,8 @@
+//! `sg2im make-synthetic` (being built; see the issues).
+
+#[derive(clap::Args, Debug)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<()> {
+    anyhow::bail!("`sg2im make-synthetic` is not available in this build yet")
+}

@@ -1,0 +1,8 @@
+//! `sg2im print-args` (being built; see the issues).
+
+#[derive(clap::Args, Debug)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<()> {
+    anyhow::bail!("`sg2im print-args` is not available in this build yet")
+}

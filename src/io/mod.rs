@@ -1,0 +1,6 @@
+//! Files in and out: atomic writes, the original's `torch.save` checkpoints, our own model and
+//! checkpoint files, safetensors helpers.
+
+pub mod atomic;
+pub mod hdf5;
+pub mod torch;

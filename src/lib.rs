@@ -1,0 +1,31 @@
+//! sg2im-rs: *Image Generation from Scene Graphs* (Johnson, Gupta, Fei-Fei, CVPR 2018) in Rust.
+//!
+//! The crate mirrors the original research code, one module per part of the paper's figure:
+//!
+//! | paper / original file | module |
+//! |---|---|
+//! | `layers.py` (MLP, CNN builder, norms, activations) | [`model::layers`] |
+//! | `graph.py` (graph convolution) | [`model::graph`] |
+//! | `layout.py` (boxes/masks → layout) | [`model::layout`] |
+//! | `crn.py` (cascaded refinement network) | [`model::crn`] |
+//! | `model.py` (the generator) | [`model::generator`] |
+//! | `discriminators.py` | [`model::discriminators`] |
+//! | `bilinear.py` (differentiable crops) | [`model::bilinear`] |
+//! | `losses.py` | [`model::losses`] |
+//! | `data/coco.py`, `data/vg.py`, `preprocess_vg.py` | [`data`] |
+//! | `train.py` | [`train`] |
+//! | checkpoints (`torch.save` files, our own format) | [`io`] |
+
+pub mod data;
+pub mod device;
+pub mod download;
+pub mod error;
+pub mod imagenet;
+pub mod io;
+pub mod model;
+pub mod pyrandom;
+pub mod scene_graph;
+pub mod train;
+pub mod vocab;
+
+pub use error::{Error, Result};

@@ -1,0 +1,1 @@
+//! The networks of the paper: generator, discriminators and their building blocks.
