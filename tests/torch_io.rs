@@ -320,6 +320,18 @@ fn truncated_legacy_file_names_the_storage() {
         "{e}"
     );
     assert!(e.contains(" needs ") && e.ends_with(" left"), "{e}");
+    let e = torch::load_bytes(&bytes[..7], "x.pt")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(e, "x.pt: truncated legacy checkpoint: only 7 bytes");
+    let zip = read("ref_small.pt");
+    let e = torch::load_bytes(&zip[..zip.len() / 2], "x.pt")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("x.pt: unreadable zip archive (truncated or corrupt?): "),
+        "{e}"
+    );
     // One extra byte is reported too.
     let mut long = bytes.clone();
     long.push(0);

@@ -449,7 +449,15 @@ fn load_legacy(bytes: &[u8]) -> Result<PyValue, String> {
     };
     let (magic, pos) = match small(0, "header") {
         Ok(x) => x,
-        Err(_) => return Err(NOT_A_CHECKPOINT.into()),
+        Err(_) => {
+            // A cut-off copy of a real checkpoint deserves a better word than "not one".
+            let header = [&[0x80, 2, 0x8a, 10][..], &LEGACY_MAGIC[..], b"."].concat();
+            return Err(if bytes.len() < header.len() && header.starts_with(bytes) {
+                format!("truncated legacy checkpoint: only {} bytes", bytes.len())
+            } else {
+                NOT_A_CHECKPOINT.into()
+            });
+        }
     };
     let is_magic = match &magic {
         PyValue::BigInt(b) => b.as_slice() == LEGACY_MAGIC,
@@ -524,7 +532,7 @@ fn load_legacy(bytes: &[u8]) -> Result<PyValue, String> {
 /// Zip format: `<prefix>/data.pkl`, `<prefix>/data/<key>` per storage, `<prefix>/byteorder`.
 fn load_zip(bytes: &[u8]) -> Result<PyValue, String> {
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes))
-        .map_err(|e| format!("{NOT_A_CHECKPOINT}: unreadable zip archive: {e}"))?;
+        .map_err(|e| format!("unreadable zip archive (truncated or corrupt?): {e}"))?;
     let names: Vec<Vec<u8>> = zip.file_names_raw().map(<[u8]>::to_vec).collect();
     let pkls: Vec<&Vec<u8>> = names
         .iter()

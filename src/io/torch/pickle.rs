@@ -865,10 +865,6 @@ impl<'a> Vm<'a> {
             Val::Tuple(items) | Val::List(items) => {
                 items.iter().map(|x| self.uint_arg(x, what)).collect()
             }
-            // torch.Size pickled through an opaque path.
-            Val::Object(o) if o.class == "torch.Size" && o.args.len() == 1 => {
-                self.uints_arg(&o.args[0], what)
-            }
             other => Err(format!(
                 "{what} is a {}, expected a tuple of ints",
                 other.kind()
@@ -1717,6 +1713,30 @@ mod tests {
         assert_eq!(t.to_f32(), [5.]);
         let v = eval_with(&tensor_pickle(0, &[0, 3], &[3, 1]), &st).unwrap();
         assert_eq!(v.as_tensor().unwrap().numel(), 0);
+    }
+
+    #[test]
+    fn cuda_parameters_on_legacy_storage_views() {
+        // _rebuild_parameter(_rebuild_tensor_v2(view, 1, (2,), (1,), ...), True, OrderedDict())
+        // with the view ('storage', FloatStorage, '0', 'cuda:0', 6, ('1', 2, 3)):
+        // elements 2..5 of storage '0', so the tensor is [3, 4].
+        let mut b = vec![0x80, 2];
+        b.extend_from_slice(b"ctorch._utils\n_rebuild_parameter\n(");
+        b.extend_from_slice(b"ctorch._utils\n_rebuild_tensor_v2\n((");
+        b.extend(su("storage"));
+        b.extend_from_slice(b"ctorch\nFloatStorage\n");
+        b.extend(su("0"));
+        b.extend(su("cuda:0"));
+        b.extend_from_slice(b"K\x06(");
+        b.extend(su("1"));
+        b.extend_from_slice(b"K\x02K\x03ttQK\x01(K\x02t(K\x01t\x89ccollections\nOrderedDict\n)RtR");
+        b.extend_from_slice(b"\x88ccollections\nOrderedDict\n)RtR.");
+        let v = eval_with(&b, &storage_0_to_5()).unwrap();
+        let t = v.as_tensor().unwrap();
+        assert_eq!((t.dtype, t.shape.as_slice()), (TorchDType::F32, &[2][..]));
+        assert_eq!(t.to_f32(), [3., 4.]);
+        let p = run(&b, 0).unwrap();
+        assert_eq!(p.storages.get("0"), Some(&(TorchDType::F32, 6)));
     }
 
     #[test]
