@@ -1,1 +1,18 @@
-//! (in progress)
+//! Training (the original's `scripts/train.py`, spec §18): flags, data loading, Adam in its
+//! PyTorch 0.4 form, checkpoints, the loop and what a user watches while it runs.
+
+pub mod adam;
+pub mod args;
+pub mod check;
+pub mod checkpoint;
+pub mod loader;
+pub mod logging;
+pub mod rng;
+pub mod step;
+pub mod tensorboard;
+
+pub use args::{DatasetKind, TrainArgs};
+pub mod data;
+pub mod trainer;
+
+pub use trainer::{TrainSummary, train};
