@@ -22,9 +22,7 @@ pub fn build_datasets(args: &TrainArgs) -> Result<Datasets> {
         DatasetKind::Coco => Err(Error::invalid(
             "--dataset coco: the COCO-Stuff loader is not available in this build yet",
         )),
-        DatasetKind::Vg => Err(Error::invalid(
-            "--dataset vg: the Visual Genome loader is not available in this build yet",
-        )),
+        DatasetKind::Vg => vg(args),
     }
 }
 
@@ -32,4 +30,33 @@ fn shapes(_args: &TrainArgs) -> Result<Datasets> {
     Err(Error::invalid(
         "--dataset shapes: the synthetic dataset is not available in this build yet",
     ))
+}
+
+/// VG (§18.2 step 2): the vocabulary from `--vocab_json`; the training set capped at
+/// `--num_train_samples`, the validation set uncapped.
+fn vg(args: &TrainArgs) -> Result<Datasets> {
+    use crate::data::vg::{VgConfig, VgSceneGraphDataset};
+    let vocab = Vocab::from_json_file(&args.vocab_json)?;
+    let cfg = |h5: &std::path::Path, max_samples: Option<usize>| VgConfig {
+        h5_path: h5.to_path_buf(),
+        vocab_json: args.vocab_json.clone(),
+        image_dir: args.vg_image_dir.clone(),
+        image_size: args.image_size,
+        normalize_images: true,
+        max_objects: args.max_objects_per_image,
+        max_samples,
+        include_relationships: args.include_relationships,
+        use_orphaned_objects: args.vg_use_orphaned_objects,
+    };
+    let train = VgSceneGraphDataset::with_vocab(
+        cfg(&args.train_h5, args.num_train_samples),
+        vocab.clone(),
+    )?;
+    let val = VgSceneGraphDataset::with_vocab(cfg(&args.val_h5, None), vocab.clone())?;
+    Ok(Datasets {
+        train: Arc::new(train),
+        val: Arc::new(val),
+        vocab,
+        info: Vec::new(),
+    })
 }

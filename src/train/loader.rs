@@ -323,7 +323,7 @@ mod tests {
                 return Err(Error::invalid(format!("image {index}.jpg: truncated")));
             }
             // Uneven work so that workers finish out of order.
-            std::thread::sleep(std::time::Duration::from_micros(((seed % 7) * 200) as u64));
+            std::thread::sleep(std::time::Duration::from_micros((seed % 7) * 200));
             Ok(Sample {
                 image: vec![(seed % 1000) as f32; 3],
                 image_size: (1, 1),

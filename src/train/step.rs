@@ -214,15 +214,11 @@ pub fn model_losses(
 }
 
 /// What the generator step hands to the discriminator steps.
-pub enum GeneratorStep {
-    /// The step ran; `fake` are the generated images (detached, produced before the update).
-    Done {
-        losses: GeneratorLosses,
-        fake: Tensor<4>,
-    },
-    /// The total loss was not finite: nothing was updated and the iteration ends here (§18.3
-    /// step 6).
-    NonFinite { losses: GeneratorLosses },
+pub struct GeneratorStep {
+    pub losses: GeneratorLosses,
+    /// The generated images (detached, produced before the update); `None` when the total loss
+    /// was not finite: then nothing was updated and the iteration ends here (§18.3 step 6).
+    pub fake: Option<Tensor<4>>,
 }
 
 /// §18.3 steps 2–7: generator forward with the ground-truth layout, weighted losses
@@ -283,7 +279,7 @@ pub fn generator_step(
     losses.total_loss = scalar(&total);
     times.losses = start.elapsed();
     if !losses.total_loss.is_finite() {
-        return GeneratorStep::NonFinite { losses };
+        return GeneratorStep { losses, fake: None };
     }
 
     let start = Instant::now();
@@ -291,7 +287,10 @@ pub fn generator_step(
     let grads = total.backward();
     nets.optim_g.step(&mut nets.generator, &grads);
     times.backward = start.elapsed();
-    GeneratorStep::Done { losses, fake }
+    GeneratorStep {
+        losses,
+        fake: Some(fake),
+    }
 }
 
 /// §18.3 step 8: the object discriminator on the fakes, then (a separate pass, separate
@@ -367,17 +366,15 @@ pub fn train_iteration(
     w: &LossConfig,
 ) -> IterationResult {
     let mut times = StepTimes::default();
-    let (g, fake) = match generator_step(nets, batch, noise, w, &mut times) {
-        GeneratorStep::NonFinite { losses } => {
-            return IterationResult {
-                g: losses,
-                d_obj: None,
-                d_img: None,
-                skipped: true,
-                times,
-            };
-        }
-        GeneratorStep::Done { losses, fake } => (losses, fake),
+    let GeneratorStep { losses: g, fake } = generator_step(nets, batch, noise, w, &mut times);
+    let Some(fake) = fake else {
+        return IterationResult {
+            g,
+            d_obj: None,
+            d_img: None,
+            skipped: true,
+            times,
+        };
     };
     let start = Instant::now();
     let d_obj = nets

@@ -127,6 +127,94 @@ fn restore_net(
     Ok(opt)
 }
 
+/// The networks of a run and the kwargs they were built from.
+pub struct BuiltNets {
+    pub nets: Nets,
+    pub model_kwargs: Value,
+    /// `{}` when the object discriminator does not exist.
+    pub d_obj_kwargs: Value,
+    pub d_img_kwargs: Value,
+}
+
+/// §18.2 steps 3–6: the generator from `--checkpoint_start_from` or from the flags (initialised
+/// from `--seed`), the discriminators the flags ask for, a fresh Adam for each; all in train mode
+/// with gradients on `device` (an autodiff device).
+pub fn build_nets(args: &TrainArgs, vocab: &Vocab, device: &Device) -> Result<BuiltNets> {
+    let seed = args.seed;
+    let device = device.clone();
+    // Step 3: the generator, from a checkpoint or from the flags.
+    let (generator, model_kwargs) = match &args.checkpoint_start_from {
+        Some(path) => {
+            println!("Starting the generator from {}", path.display());
+            let bundle = model_file::load_any(path)?;
+            let what = path.display().to_string();
+            let (mut g, warnings) = Sg2Im::from_net_state(&bundle.generator, &device, &what)?;
+            for w in warnings {
+                eprintln!("WARNING: {what}: {w}");
+            }
+            g.set_training(true);
+            to_device(&mut g, &device, true);
+            let kw = g.config.to_model_kwargs();
+            (g, kw)
+        }
+        None => {
+            let cfg = generator_config(args, vocab)?;
+            let mut rng = TrainRng::derived(seed, "init/generator", &[]);
+            let mut g = Sg2Im::init(&cfg, &device, &mut rng)?;
+            to_device(&mut g, &device, true);
+            g.set_training(true);
+            let kw = g.config.to_model_kwargs();
+            (g, kw)
+        }
+    };
+    let adam = AdamConfig::with_lr(args.learning_rate);
+
+    // Steps 5 and 6: discriminators.
+    let mut d_obj = None;
+    let mut d_obj_kw = json!({});
+    if args.has_d_obj() {
+        let kw = d_obj_kwargs(args, vocab);
+        let cfg = AcCropDiscriminator::config_from_kwargs(&kw)
+            .map_err(|e| Error::invalid(format!("object discriminator from the flags: {e}")))?;
+        let mut d = AcCropDiscriminator::init(
+            &cfg,
+            &device,
+            &mut TrainRng::derived(seed, "init/d_obj", &[]),
+        )?;
+        to_device(&mut d, &device, true);
+        Params::set_training(&mut d, true);
+        d_obj_kw = kw;
+        d_obj = Some((d, Adam::new(adam)));
+    }
+    let mut d_img = None;
+    let mut d_img_kw = json!({});
+    if args.has_d_img() {
+        let kw = d_img_kwargs(args);
+        let cfg = PatchDiscriminator::config_from_kwargs(&kw)
+            .map_err(|e| Error::invalid(format!("image discriminator from the flags: {e}")))?;
+        let mut d = PatchDiscriminator::init(
+            &cfg,
+            &device,
+            &mut TrainRng::derived(seed, "init/d_img", &[]),
+        )?;
+        to_device(&mut d, &device, true);
+        Params::set_training(&mut d, true);
+        d_img_kw = kw;
+        d_img = Some((d, Adam::new(adam)));
+    }
+    Ok(BuiltNets {
+        nets: Nets {
+            generator,
+            optim_g: Adam::new(adam),
+            d_obj,
+            d_img,
+        },
+        model_kwargs,
+        d_obj_kwargs: d_obj_kw,
+        d_img_kwargs: d_img_kw,
+    })
+}
+
 /// Trains as `scripts/train.py` does with these flags. Returns when the run ends.
 pub fn train(args: TrainArgs) -> Result<TrainSummary> {
     // §18.2 step 1.
@@ -155,75 +243,18 @@ pub fn train(args: TrainArgs) -> Result<TrainSummary> {
         )));
     }
 
-    // Step 3: the generator, from a checkpoint or from the flags.
+    // Steps 3–6: the generator (from a checkpoint or the flags), the discriminators, optimizers.
     let mut seed = args.seed;
-    let (generator, model_kwargs) = match &args.checkpoint_start_from {
-        Some(path) => {
-            println!("Starting the generator from {}", path.display());
-            let bundle = model_file::load_any(path)?;
-            let what = path.display().to_string();
-            let (mut g, warnings) = Sg2Im::from_net_state(&bundle.generator, &device, &what)?;
-            for w in warnings {
-                eprintln!("WARNING: {what}: {w}");
-            }
-            g.set_training(true);
-            to_device(&mut g, &device, true);
-            let kw = g.config.to_model_kwargs();
-            (g, kw)
-        }
-        None => {
-            let cfg = generator_config(&args, &vocab)?;
-            let mut rng = TrainRng::derived(seed, "init/generator", &[]);
-            let mut g = Sg2Im::init(&cfg, &device, &mut rng)?;
-            to_device(&mut g, &device, true);
-            g.set_training(true);
-            let kw = g.config.to_model_kwargs();
-            (g, kw)
-        }
-    };
+    let built = build_nets(&args, &vocab, &device)?;
+    let (mut nets, model_kwargs, d_obj_kw, d_img_kw) = (
+        built.nets,
+        built.model_kwargs,
+        built.d_obj_kwargs,
+        built.d_img_kwargs,
+    );
     // Graphs are checked against the generator's own vocabulary (it may come from a checkpoint).
-    let model_vocab = generator.config.vocab.clone();
+    let model_vocab = nets.generator.config.vocab.clone();
     let adam = AdamConfig::with_lr(args.learning_rate);
-
-    // Steps 5 and 6: discriminators.
-    let mut d_obj = None;
-    let mut d_obj_kw = json!({});
-    if args.has_d_obj() {
-        let kw = d_obj_kwargs(&args, &vocab);
-        let cfg = AcCropDiscriminator::config_from_kwargs(&kw)
-            .map_err(|e| Error::invalid(format!("object discriminator from the flags: {e}")))?;
-        let mut d = AcCropDiscriminator::init(
-            &cfg,
-            &device,
-            &mut TrainRng::derived(seed, "init/d_obj", &[]),
-        )?;
-        to_device(&mut d, &device, true);
-        Params::set_training(&mut d, true);
-        d_obj_kw = kw;
-        d_obj = Some((d, Adam::new(adam)));
-    }
-    let mut d_img = None;
-    let mut d_img_kw = json!({});
-    if args.has_d_img() {
-        let kw = d_img_kwargs(&args);
-        let cfg = PatchDiscriminator::config_from_kwargs(&kw)
-            .map_err(|e| Error::invalid(format!("image discriminator from the flags: {e}")))?;
-        let mut d = PatchDiscriminator::init(
-            &cfg,
-            &device,
-            &mut TrainRng::derived(seed, "init/d_img", &[]),
-        )?;
-        to_device(&mut d, &device, true);
-        Params::set_training(&mut d, true);
-        d_img_kw = kw;
-        d_img = Some((d, Adam::new(adam)));
-    }
-    let mut nets = Nets {
-        generator,
-        optim_g: Adam::new(adam),
-        d_obj,
-        d_img,
-    };
 
     // Step 8: restore (§18.7) or a fresh checkpoint dictionary.
     let (with_path, _) = checkpoint_paths(&output_dir, &args.checkpoint_name);

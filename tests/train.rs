@@ -1,0 +1,358 @@
+//! End-to-end training on the built-in `shapes` data with tiny networks: checkpoints, exact
+//! resume, atomic checkpoint writes under a kill, the files a run leaves, and `strip-checkpoint`,
+//! `print-args` and `run` on its checkpoint.
+
+use serde_json::Value;
+use sg2im::train::checkpoint::{ABORT_HOOK_ENV, Checkpoint, checkpoint_paths};
+use sg2im::train::{TrainArgs, train};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sg2im-train-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// 16×16 images, networks of a few thousand parameters, 8 batches of 4 per epoch, both
+/// discriminators, mask loss on, 2 loader workers.
+fn tiny_flags(out: &Path) -> Vec<String> {
+    let flags = [
+        "--dataset=shapes",
+        "--image_size=16,16",
+        "--batch_size=4",
+        "--shapes_num_train=32",
+        "--shapes_num_val=8",
+        "--num_val_samples=8",
+        "--mask_size=4",
+        "--mask_loss_weight=0.1",
+        "--embedding_dim=8",
+        "--gconv_dim=8",
+        "--gconv_hidden_dim=16",
+        "--gconv_num_layers=2",
+        "--refinement_network_dims=16,8",
+        "--layout_noise_dim=4",
+        "--d_obj_arch=C3-8-2,C3-16-2",
+        "--d_img_arch=C3-8-2,C3-16-2",
+        "--crop_size=8",
+        "--learning_rate=1e-3",
+        "--loader_num_workers=2",
+        "--print_every=1",
+        "--checkpoint_every=6",
+        "--num_iterations=18",
+        "--progress=0",
+        "--seed=7",
+    ];
+    let mut v: Vec<String> = flags.iter().map(|s| s.to_string()).collect();
+    v.push(format!("--output_dir={}", out.display()));
+    v
+}
+
+fn args(out: &Path, extra: &[&str]) -> TrainArgs {
+    let mut flags = tiny_flags(out);
+    flags.extend(extra.iter().map(|s| s.to_string()));
+    TrainArgs::parse_from(flags).unwrap()
+}
+
+/// The `(t, losses)` records of a metrics file, timings dropped.
+fn loss_records(path: &Path, kind: &str) -> Vec<(u64, Value)> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["kind"] == kind)
+        .map(|mut r| {
+            let t = r["t"].as_u64().unwrap();
+            r.as_object_mut().unwrap().remove("time_s");
+            (t, r)
+        })
+        .collect()
+}
+
+#[test]
+fn interrupted_and_resumed_run_repeats_the_uninterrupted_one_exactly() {
+    // Uninterrupted: the iteration limit (18) is only checked between epochs of 8 batches, so
+    // the run ends at t = 24 (§18.4), with checkpoints at 6, 12, 18, 24.
+    let a = scratch("resume-a");
+    let sa = train(args(&a, &[])).unwrap();
+    assert_eq!((sa.t, sa.epoch), (24, 3));
+    assert_eq!(sa.checkpoints, vec![6, 12, 18, 24]);
+
+    // Interrupted at the checkpoint t = 12 (mid-epoch 2), then resumed in the same directory.
+    let b = scratch("resume-b");
+    let sb = train(args(
+        &b,
+        &[
+            "--stop_at=12",
+            "--metrics_jsonl",
+            b.join("m1.jsonl").to_str().unwrap(),
+        ],
+    ))
+    .unwrap();
+    assert_eq!(sb.t, 12);
+    let sc = train(args(
+        &b,
+        &[
+            "--restore_from_checkpoint=1",
+            "--metrics_jsonl",
+            b.join("m2.jsonl").to_str().unwrap(),
+        ],
+    ))
+    .unwrap();
+    assert_eq!((sc.t, sc.epoch), (24, 3));
+    assert_eq!(sc.checkpoints, vec![18, 24]);
+
+    let full = loss_records(&a.join("metrics.jsonl"), "train");
+    let mut pieces = loss_records(&b.join("m1.jsonl"), "train");
+    pieces.extend(loss_records(&b.join("m2.jsonl"), "train"));
+    assert_eq!(full.len(), 24);
+    assert_eq!(pieces.len(), 24);
+    for ((ta, ra), (tb, rb)) in full.iter().zip(&pieces) {
+        assert_eq!(ta, tb);
+        // Bit-identical losses: same data, same noise, same weights and optimizer moments.
+        assert_eq!(ra, rb, "losses differ at t = {ta}");
+    }
+    let ck_full = loss_records(&a.join("metrics.jsonl"), "checkpoint");
+    let ck_resumed = loss_records(&b.join("m2.jsonl"), "checkpoint");
+    assert_eq!(
+        &ck_full[2..],
+        &ck_resumed[..],
+        "check_model results after the resume"
+    );
+
+    // The resumed checkpoint carries the whole history, like the uninterrupted one.
+    let (with_a, _) = checkpoint_paths(&a, "checkpoint");
+    let (with_b, no_b) = checkpoint_paths(&b, "checkpoint");
+    let (ca, cb) = (
+        Checkpoint::load(&with_a).unwrap(),
+        Checkpoint::load(&with_b).unwrap(),
+    );
+    assert_eq!(ca.history, cb.history);
+    assert_eq!(cb.history.checkpoint_ts, vec![6, 12, 18, 24]);
+    assert_eq!(cb.history.losses_ts.len(), 24);
+    assert_eq!(cb.train_samples.len(), 4);
+    assert_eq!(cb.counters.t, 24);
+    let wa = ca.weights.unwrap();
+    let wb = cb.weights.unwrap();
+    assert_eq!(wa.generator.net.state, wb.generator.net.state);
+    assert!(Checkpoint::load(&no_b).unwrap().weights.is_none());
+    std::fs::remove_dir_all(&a).unwrap();
+    std::fs::remove_dir_all(&b).unwrap();
+}
+
+fn sg2im() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sg2im"))
+}
+
+#[test]
+fn a_kill_while_writing_a_checkpoint_leaves_the_previous_one_intact() {
+    let dir = scratch("kill");
+    let metrics = |n: u32| dir.join(format!("m{n}.jsonl")).display().to_string();
+    // Run to the first checkpoint (t = 6).
+    let st = sg2im()
+        .arg("train")
+        .args(tiny_flags(&dir))
+        .args(["--stop_at=6", "--metrics_jsonl", &metrics(1)])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (with, _) = checkpoint_paths(&dir, "checkpoint");
+    let before = std::fs::read(&with).unwrap();
+
+    // Resume; the process is killed (abort) half-way through writing the t = 12 checkpoint.
+    let out = sg2im()
+        .arg("train")
+        .args(tiny_flags(&dir))
+        .args([
+            "--restore_from_checkpoint=1",
+            "--stop_at=12",
+            "--metrics_jsonl",
+            &metrics(2),
+        ])
+        .env(ABORT_HOOK_ENV, "1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the hook must kill the process");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("aborting half-way"));
+    // A partial temporary file exists beside it, but the checkpoint itself is untouched.
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp-"))
+        .collect();
+    assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+    assert_eq!(std::fs::read(&with).unwrap(), before);
+    assert_eq!(Checkpoint::load(&with).unwrap().counters.t, 6);
+
+    // Resuming again works and redoes iterations 7..12 exactly as the killed run did.
+    let st = sg2im()
+        .arg("train")
+        .args(tiny_flags(&dir))
+        .args([
+            "--restore_from_checkpoint=1",
+            "--stop_at=12",
+            "--metrics_jsonl",
+            &metrics(3),
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let killed = loss_records(Path::new(&metrics(2)), "train");
+    let redone = loss_records(Path::new(&metrics(3)), "train");
+    assert_eq!(killed.len(), 6);
+    assert_eq!(killed, redone);
+    assert_eq!(Checkpoint::load(&with).unwrap().counters.t, 12);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_run_leaves_checkpoints_samples_metrics_and_tensorboard_events_usable_by_the_tools() {
+    let dir = scratch("files");
+    let st = sg2im()
+        .arg("train")
+        .args(tiny_flags(&dir))
+        .args([
+            "--num_iterations=6",
+            "--checkpoint_every=8",
+            "--print_every=4",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&st.stdout);
+    // The original's console format.
+    assert!(stdout.contains("Starting epoch 1"), "{stdout}");
+    assert!(stdout.contains("t = 4 / 6"), "{stdout}");
+    assert!(stdout.contains(" G [L1_pixel_loss]: "), "{stdout}");
+    assert!(stdout.contains(" D_obj [d_ac_loss_fake]: "), "{stdout}");
+    assert!(stdout.contains(" D_img [d_img_gan_loss]: "), "{stdout}");
+    assert!(stdout.contains("checking on val"), "{stdout}");
+    assert!(stdout.contains("val iou:  "), "{stdout}");
+    let (with, no) = checkpoint_paths(&dir, "checkpoint");
+    assert!(with.exists() && no.exists());
+    assert!(dir.join("samples/val_t00000008.png").exists());
+    assert!(dir.join("samples/train_t00000008.png").exists());
+    assert_eq!(loss_records(&dir.join("metrics.jsonl"), "train").len(), 2);
+    assert_eq!(
+        loss_records(&dir.join("metrics.jsonl"), "checkpoint").len(),
+        1
+    );
+    let events: Vec<PathBuf> = std::fs::read_dir(dir.join("tensorboard"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(events.len(), 1);
+    let records = sg2im::train::tensorboard::read_records(&events[0]).unwrap();
+    // File version, two scalar prints, checkpoint scalars, two sample images.
+    assert_eq!(records.len(), 6);
+
+    // print-args: one `key value` line per flag, Python formatting.
+    let out = sg2im()
+        .args(["print-args", with.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.lines().any(|l| l == "batch_size 4"), "{text}");
+    assert!(text.lines().any(|l| l == "image_size (16, 16)"), "{text}");
+    assert!(text.lines().any(|l| l == "d_clip None"), "{text}");
+
+    // strip-checkpoint → a smaller model file; `run` accepts both.
+    let stripped = dir.join("stripped.safetensors");
+    let out = sg2im()
+        .args([
+            "strip-checkpoint",
+            "--input_checkpoint",
+            with.to_str().unwrap(),
+        ])
+        .args([
+            "--output_checkpoint",
+            stripped.to_str().unwrap(),
+            "--keep_discriminators",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(std::fs::metadata(&stripped).unwrap().len() < std::fs::metadata(&with).unwrap().len());
+    let bundle = sg2im::io::model_file::load_model_file(&stripped).unwrap();
+    assert!(bundle.d_obj.is_none() && bundle.d_img.is_none());
+    let vocab = sg2im::data::synthetic::shapes_vocab();
+    let graphs = dir.join("graphs.json");
+    let (a, b) = (
+        &vocab.object_idx_to_name[1],
+        &vocab.object_idx_to_name[vocab.num_objects() - 1],
+    );
+    std::fs::write(
+        &graphs,
+        format!(r#"[{{"objects": ["{a}", "{b}"], "relationships": [[1, "above", 0]]}}]"#),
+    )
+    .unwrap();
+    for model in [&with, &stripped] {
+        let images = dir.join(format!(
+            "run-{}",
+            model.file_stem().unwrap().to_string_lossy()
+        ));
+        let out = sg2im()
+            .args(["run", "--checkpoint", model.to_str().unwrap()])
+            .args([
+                "--scene_graphs_json",
+                graphs.to_str().unwrap(),
+                "--output_dir",
+                images.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(images.join("img000000.png").exists());
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_flags_are_rejected_with_one_clear_line() {
+    let out = sg2im()
+        .args(["train", "--batch-size", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--batch_size") && err.contains("expected a positive integer"),
+        "{err}"
+    );
+    let out = sg2im()
+        .args(["train", "--shuffle_val", "maybe"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("expected 1, 0, true or false"), "{err}");
+    // check_args, as the original (§18.1): too many refinement modules for the image height.
+    let dir = scratch("badargs");
+    let out = sg2im()
+        .arg("train")
+        .args(tiny_flags(&dir))
+        .args(["--image_size=4,4", "--refinement_network_dims=8,8,8,8"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--refinement_network_dims: too many layers"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
