@@ -21,11 +21,13 @@ pub mod device;
 pub mod download;
 pub mod error;
 pub mod imagenet;
+pub mod inference;
 pub mod io;
 pub mod model;
 pub mod pyrandom;
 pub mod scene_graph;
 pub mod train;
+pub mod vis;
 pub mod vocab;
 
 pub use error::{Error, Result};

@@ -3,4 +3,6 @@
 
 pub mod atomic;
 pub mod hdf5;
+pub mod model_file;
+pub mod safetensors_io;
 pub mod torch;

@@ -1,0 +1,293 @@
+//! Named parameters: every tensor of a module under its PyTorch state-dict key.
+//!
+//! Modules store weights in PyTorch's layout (Linear `(out, in)`, Conv2d `(out, in, kh, kw)`)
+//! and walk their tensors under the original's key names, so importing an original checkpoint,
+//! saving our own model files and stepping the optimizer are all one loop over `(key, tensor)`.
+
+use crate::{Error, Result};
+use burn::tensor::{Device, Tensor, TensorData};
+use indexmap::IndexMap;
+
+/// Whether a tensor is learned (gets gradients) or a buffer (BatchNorm running statistics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamKind {
+    Trainable,
+    Buffer,
+}
+
+/// A borrowed parameter of rank 1, 2 or 4.
+pub enum ParamRef<'a> {
+    R1(&'a Tensor<1>),
+    R2(&'a Tensor<2>),
+    R4(&'a Tensor<4>),
+}
+
+/// A mutably borrowed parameter of rank 1, 2 or 4.
+pub enum ParamMut<'a> {
+    R1(&'a mut Tensor<1>),
+    R2(&'a mut Tensor<2>),
+    R4(&'a mut Tensor<4>),
+}
+
+impl ParamRef<'_> {
+    pub fn dims(&self) -> Vec<usize> {
+        match self {
+            ParamRef::R1(t) => t.dims().to_vec(),
+            ParamRef::R2(t) => t.dims().to_vec(),
+            ParamRef::R4(t) => t.dims().to_vec(),
+        }
+    }
+
+    pub fn to_data(&self) -> TensorData {
+        match self {
+            ParamRef::R1(t) => t.to_data(),
+            ParamRef::R2(t) => t.to_data(),
+            ParamRef::R4(t) => t.to_data(),
+        }
+    }
+}
+
+impl ParamMut<'_> {
+    pub fn dims(&self) -> Vec<usize> {
+        match self {
+            ParamMut::R1(t) => t.dims().to_vec(),
+            ParamMut::R2(t) => t.dims().to_vec(),
+            ParamMut::R4(t) => t.dims().to_vec(),
+        }
+    }
+
+    /// Replaces the value with `data` (same shape) on `device`.
+    pub fn set(&mut self, data: TensorData, device: &Device) {
+        match self {
+            ParamMut::R1(t) => **t = Tensor::from_data(data, device),
+            ParamMut::R2(t) => **t = Tensor::from_data(data, device),
+            ParamMut::R4(t) => **t = Tensor::from_data(data, device),
+        }
+    }
+
+    /// Applies a rank-agnostic transformation to the tensor (device moves, `require_grad`).
+    pub fn map(&mut self, f: &dyn Fn(TensorAny) -> TensorAny) {
+        match self {
+            ParamMut::R1(t) => **t = f(TensorAny::R1(t.clone())).r1(),
+            ParamMut::R2(t) => **t = f(TensorAny::R2(t.clone())).r2(),
+            ParamMut::R4(t) => **t = f(TensorAny::R4(t.clone())).r4(),
+        }
+    }
+}
+
+/// An owned tensor of rank 1, 2 or 4 (for rank-agnostic code such as the optimizer).
+#[derive(Clone, Debug)]
+pub enum TensorAny {
+    R1(Tensor<1>),
+    R2(Tensor<2>),
+    R4(Tensor<4>),
+}
+
+impl TensorAny {
+    fn r1(self) -> Tensor<1> {
+        match self {
+            TensorAny::R1(t) => t,
+            _ => unreachable!("rank-preserving map changed the rank"),
+        }
+    }
+    fn r2(self) -> Tensor<2> {
+        match self {
+            TensorAny::R2(t) => t,
+            _ => unreachable!("rank-preserving map changed the rank"),
+        }
+    }
+    fn r4(self) -> Tensor<4> {
+        match self {
+            TensorAny::R4(t) => t,
+            _ => unreachable!("rank-preserving map changed the rank"),
+        }
+    }
+}
+
+/// Applies the same expression to a [`TensorAny`] whatever its rank.
+#[macro_export]
+macro_rules! map_any {
+    ($t:expr, |$x:ident| $body:expr) => {
+        match $t {
+            $crate::model::params::TensorAny::R1($x) => $crate::model::params::TensorAny::R1($body),
+            $crate::model::params::TensorAny::R2($x) => $crate::model::params::TensorAny::R2($body),
+            $crate::model::params::TensorAny::R4($x) => $crate::model::params::TensorAny::R4($body),
+        }
+    };
+}
+
+/// A module whose tensors can be walked by state-dict key.
+pub trait Params {
+    /// Calls `f(key, kind, tensor)` for every tensor, in the original's state-dict order.
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, ParamKind, ParamRef<'_>));
+    /// Mutable version of [`Params::visit`], same keys and order.
+    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, ParamKind, ParamMut<'_>));
+    /// Train mode (BatchNorm uses batch statistics and updates running ones) or eval mode.
+    fn set_training(&mut self, training: bool);
+}
+
+/// `prefix.name`, or `name` at the top level.
+pub fn key(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}.{name}")
+    }
+}
+
+impl<T: Params> Params for Option<T> {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, ParamKind, ParamRef<'_>)) {
+        if let Some(m) = self {
+            m.visit(prefix, f);
+        }
+    }
+    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, ParamKind, ParamMut<'_>)) {
+        if let Some(m) = self {
+            m.visit_mut(prefix, f);
+        }
+    }
+    fn set_training(&mut self, training: bool) {
+        if let Some(m) = self {
+            m.set_training(training);
+        }
+    }
+}
+
+/// A list of modules named `prefix.0`, `prefix.1`, … (PyTorch `ModuleList`).
+impl<T: Params> Params for Vec<T> {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, ParamKind, ParamRef<'_>)) {
+        for (i, m) in self.iter().enumerate() {
+            m.visit(&key(prefix, &i.to_string()), f);
+        }
+    }
+    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, ParamKind, ParamMut<'_>)) {
+        for (i, m) in self.iter_mut().enumerate() {
+            m.visit_mut(&key(prefix, &i.to_string()), f);
+        }
+    }
+    fn set_training(&mut self, training: bool) {
+        for m in self {
+            m.set_training(training);
+        }
+    }
+}
+
+/// Implements [`Params`] for a struct by visiting the listed fields under the given names.
+#[macro_export]
+macro_rules! impl_params {
+    ($ty:ty { $($field:ident => $name:expr),* $(,)? }) => {
+        impl $crate::model::params::Params for $ty {
+            fn visit(
+                &self,
+                prefix: &str,
+                f: &mut dyn FnMut(&str, $crate::model::params::ParamKind, $crate::model::params::ParamRef<'_>),
+            ) {
+                $( $crate::model::params::Params::visit(&self.$field, &$crate::model::params::key(prefix, $name), f); )*
+            }
+            fn visit_mut(
+                &mut self,
+                prefix: &str,
+                f: &mut dyn FnMut(&str, $crate::model::params::ParamKind, $crate::model::params::ParamMut<'_>),
+            ) {
+                $( $crate::model::params::Params::visit_mut(&mut self.$field, &$crate::model::params::key(prefix, $name), f); )*
+            }
+            fn set_training(&mut self, training: bool) {
+                $( $crate::model::params::Params::set_training(&mut self.$field, training); )*
+            }
+        }
+    };
+}
+
+/// Every tensor as `(key, kind, data)` in state-dict order.
+pub fn state_dict(m: &impl Params) -> Vec<(String, ParamKind, TensorData)> {
+    let mut out = Vec::new();
+    m.visit("", &mut |k, kind, t| out.push((k.to_string(), kind, t.to_data())));
+    out
+}
+
+/// Keys and shapes, in state-dict order.
+pub fn shapes(m: &impl Params) -> Vec<(String, Vec<usize>)> {
+    let mut out = Vec::new();
+    m.visit("", &mut |k, _, t| out.push((k.to_string(), t.dims())));
+    out
+}
+
+/// Number of trainable scalars.
+pub fn num_trainable(m: &impl Params) -> usize {
+    let mut n = 0;
+    m.visit("", &mut |_, kind, t| {
+        if kind == ParamKind::Trainable {
+            n += t.dims().iter().product::<usize>();
+        }
+    });
+    n
+}
+
+/// Loads every tensor of `m` from `tensors` (strict, like PyTorch's `load_state_dict`): each of
+/// the module's keys must be present with the same shape, and no other key may be present except
+/// `*.num_batches_tracked` (absent in PyTorch 0.4.0 files, present in later ones; never used
+/// because the momentum is fixed). `what` names the source in error messages.
+pub fn load_state_dict(
+    m: &mut impl Params,
+    tensors: &IndexMap<String, TensorData>,
+    device: &Device,
+    what: &str,
+) -> Result<()> {
+    let mut problems = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    m.visit_mut("", &mut |k, _, mut t| {
+        seen.insert(k.to_string());
+        match tensors.get(k) {
+            None => problems.push(format!("missing key {k:?}")),
+            Some(data) => {
+                let want = t.dims();
+                let got = data.shape().to_vec();
+                if want != got {
+                    problems.push(format!("{k:?} has shape {got:?}, the model expects {want:?}"));
+                } else {
+                    t.set(data.clone().convert::<f32>(), device);
+                }
+            }
+        }
+    });
+    let unexpected: Vec<&String> = tensors
+        .keys()
+        .filter(|k| !seen.contains(*k) && !k.ends_with(".num_batches_tracked"))
+        .collect();
+    if !unexpected.is_empty() {
+        let list: Vec<String> = unexpected.iter().take(5).map(|k| format!("{k:?}")).collect();
+        problems.push(format!(
+            "unexpected key(s) {}{}",
+            list.join(", "),
+            if unexpected.len() > 5 { ", …" } else { "" }
+        ));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "{what}: weights do not match the model configuration: {}{}",
+            problems[..problems.len().min(3)].join("; "),
+            if problems.len() > 3 {
+                format!(" (and {} more problems)", problems.len() - 3)
+            } else {
+                String::new()
+            }
+        )))
+    }
+}
+
+/// Moves every tensor to `device`; trainable tensors get `require_grad` when `require_grad`.
+pub fn to_device(m: &mut impl Params, device: &Device, require_grad: bool) {
+    m.visit_mut("", &mut |_, kind, mut t| {
+        let grad = require_grad && kind == ParamKind::Trainable;
+        t.map(&|x| {
+            map_any!(x, |v| {
+                // `to_device` keeps the tensor's autodiff context; switch it explicitly.
+                let v = v.to_device(device).detach();
+                let v = if device.is_autodiff() { v.autodiff() } else { v.without_autodiff() };
+                if grad { v.require_grad() } else { v }
+            })
+        });
+    });
+}
