@@ -3,6 +3,7 @@
 //! ```text
 //! cargo bench --bench vg_preprocess                       # 100 000 images, 3 runs
 //! VG_BENCH_IMAGES=108077 VG_BENCH_RUNS=5 cargo bench --bench vg_preprocess
+//! VG_BENCH_DIR=/tmp/vgbench cargo bench --bench vg_preprocess   # keep / reuse the input
 //! ```
 //!
 //! The generator writes the raw JSON files in VG 1.4's layout (every field the real files have,
@@ -276,9 +277,22 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
-    let dir: PathBuf = std::env::temp_dir().join(format!("sg2im-vg-bench-{}", std::process::id()));
+    // VG_BENCH_DIR keeps the generated input for later runs (and reuses it if present).
+    let keep = std::env::var_os("VG_BENCH_DIR").map(PathBuf::from);
+    let dir = keep.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("sg2im-vg-bench-{}", std::process::id()))
+    });
     let t = Instant::now();
-    let bytes = generate(&dir, n).expect("generating the synthetic input");
+    let bytes = if keep.is_some() && dir.join("vg_splits.json").is_file() {
+        std::fs::read_dir(&dir)
+            .and_then(|d| {
+                d.map(|e| Ok(e?.metadata()?.len()))
+                    .sum::<std::io::Result<u64>>()
+            })
+            .expect("reading the kept input")
+    } else {
+        generate(&dir, n).expect("generating the synthetic input")
+    };
     println!(
         "vg_preprocess: generated {n} images, {:.0} MB of raw JSON in {:.1} s",
         bytes as f64 / 1e6,
@@ -315,5 +329,7 @@ fn main() {
             .map(|s| (s * 100.0).round() / 100.0)
             .collect::<Vec<_>>()
     );
-    let _ = std::fs::remove_dir_all(&dir);
+    if keep.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

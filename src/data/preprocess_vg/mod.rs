@@ -29,6 +29,7 @@ use indexmap::IndexMap;
 use python::{image_path_from_url, py_join, py_lower, py_strip, shape_repr};
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -181,7 +182,7 @@ struct Endpoint {
 /// Strings seen in the input, numbered in order of first appearance.
 #[derive(Default)]
 struct Interner {
-    ids: HashMap<String, u32>,
+    ids: FastMap<String, u32>,
     names: Vec<String>,
 }
 
@@ -235,13 +236,69 @@ impl Counter {
     }
 }
 
+/// Hasher for the integer ids and short strings used as keys here: inputs are not
+/// adversarial, and SipHash would cost more than everything else done per object.
+#[derive(Default, Clone, Copy)]
+struct FastHasher(u64);
+
+impl FastHasher {
+    fn mix(&mut self, v: u64) {
+        // Folded 64×64→128 multiply: every input bit reaches the low and the high bits.
+        let m = (self.0 ^ v) as u128 * 0x9e37_79b9_7f4a_7c15u128;
+        self.0 = (m as u64) ^ ((m >> 64) as u64);
+    }
+}
+
+impl Hasher for FastHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.mix(u64::from_le_bytes([
+                c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
+            ]));
+        }
+        let rest = chunks.remainder();
+        let mut last = [0u8; 8];
+        last[..rest.len()].copy_from_slice(rest);
+        self.mix(u64::from_le_bytes(last) ^ ((rest.len() as u64) << 56));
+    }
+    fn write_u8(&mut self, v: u8) {
+        self.mix(v as u64);
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.mix(v as u64);
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.mix(v);
+    }
+    fn write_i64(&mut self, v: i64) {
+        self.mix(v as u64);
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.mix(v as u64);
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
+type FastSet<K> = HashSet<K, BuildHasherDefault<FastHasher>>;
+
+const TOO_SMALL: u8 = 1;
+const NON_INTEGER_BOX: u8 = 2;
+
+/// One object of `objects.json` (32 bytes; there are millions).
 struct StoredObject {
     object_id: i64,
-    /// Box `[x, y, w, h]`.
-    bbox: [Num; 4],
+    /// `[x, y, w, h]` as int32 (`astype(np.int32)` wraps out-of-range values the same way);
+    /// non-integer values are flagged with `NON_INTEGER_BOX`.
+    bbox: [i32; 4],
     /// Range of the object's aliased names in `ObjectStore::names`.
-    names: (u32, u32),
-    image_id: i64,
+    names_start: u32,
+    names_len: u16,
+    /// `TOO_SMALL` and `NON_INTEGER_BOX` bits.
+    flags: u8,
 }
 
 #[derive(Default)]
@@ -249,23 +306,31 @@ struct ObjectStore {
     objects: Vec<StoredObject>,
     names: Vec<u32>,
     /// image id → range in `objects` of its last `objects.json` entry.
-    by_image: HashMap<i64, (usize, usize)>,
+    by_image: FastMap<i64, (usize, usize)>,
+    /// Vocabulary index of each object's final name (−1: none), filled by the filter.
+    final_name: Vec<i32>,
 }
 
+/// A relationship between two kept objects; endpoints are kept-object numbers (the values of
+/// the kept map), which identify object ids one to one.
 #[derive(Clone, Copy)]
 struct StoredRelationship {
     relationship_id: i64,
     predicate: u32,
-    subject: i64,
-    object: i64,
+    subject: u32,
+    object: u32,
 }
 
+/// An attribute record of a kept object: its strings are `arena[start..start + len]`;
+/// `len == NO_ATTRIBUTES_KEY` for a record without an `attributes` key.
 #[derive(Clone, Copy)]
 struct StoredAttributes {
     object_id: i64,
-    /// Range in the attribute arena, `None` for a record without an `attributes` key.
-    attributes: Option<(u32, u32)>,
+    start: u32,
+    len: u32,
 }
+
+const NO_ATTRIBUTES_KEY: u32 = u32::MAX;
 
 /// A vocabulary: names in index order and the name → index map (later duplicates overwrite
 /// the index but keep the first position, as a Python `dict` does).
@@ -314,12 +379,12 @@ struct SplitArrays {
     image_paths: Vec<String>,
 }
 
-fn load_aliases(path: &Path, log: &mut dyn Write) -> Result<HashMap<String, String>> {
+fn load_aliases(path: &Path, log: &mut dyn Write) -> Result<FastMap<String, String>> {
     say(log, format!("Loading aliases from \"{}\"", path.display()))?;
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     // Text mode: universal newlines, every line (the last one too) split on commas.
     let text = text.replace("\r\n", "\n").replace('\r', "\n");
-    let mut aliases = HashMap::new();
+    let mut aliases = FastMap::default();
     for line in text.split_inclusive('\n') {
         let tokens: Vec<&str> = line.split(',').map(py_strip).collect();
         for t in &tokens {
@@ -381,13 +446,13 @@ pub fn preprocess_vg(cfg: &PreprocessVgConfig, log: &mut dyn Write) -> Result<Pr
     let splits: IndexMap<String, Vec<i64>> =
         serde_json::from_str(&splits_text).map_err(|e| Error::json(&cfg.splits_json, &e))?;
     drop(splits_text);
-    let all_split_ids: HashSet<i64> = splits.values().flatten().copied().collect();
+    let all_split_ids: FastSet<i64> = splits.values().flatten().copied().collect();
 
     say(
         log,
         format!("Loading image info from \"{}\"", cfg.images_json.display()),
     )?;
-    let mut images: HashMap<i64, ImageRecord> = HashMap::new();
+    let mut images: FastMap<i64, ImageRecord> = FastMap::default();
     stream::for_each_element(&cfg.images_json, cfg.progress, |im: ImageRecord| {
         if all_split_ids.contains(&im.image_id) {
             images.insert(im.image_id, im);
@@ -433,7 +498,7 @@ pub fn preprocess_vg(cfg: &PreprocessVgConfig, log: &mut dyn Write) -> Result<Pr
         });
         kept_splits.insert(name.clone(), kept);
     }
-    let train_ids: HashSet<i64> = kept_splits
+    let train_ids: FastSet<i64> = kept_splits
         .get(&cfg.train_split)
         .ok_or_else(|| {
             Error::invalid(format!(
@@ -446,7 +511,7 @@ pub fn preprocess_vg(cfg: &PreprocessVgConfig, log: &mut dyn Write) -> Result<Pr
         .iter()
         .copied()
         .collect();
-    let split_ids: HashSet<i64> = kept_splits.values().flatten().copied().collect();
+    let split_ids: FastSet<i64> = kept_splits.values().flatten().copied().collect();
 
     let obj_aliases = load_aliases(&cfg.object_aliases, log)?;
     let rel_aliases = load_aliases(&cfg.relationship_aliases, log)?;
@@ -466,8 +531,18 @@ pub fn preprocess_vg(cfg: &PreprocessVgConfig, log: &mut dyn Write) -> Result<Pr
             return Ok(());
         }
         let start = store.objects.len();
+        let min_size = cfg.min_object_size as f64;
         for obj in entry.objects {
             let names_start = store.names.len() as u32;
+            let names_len = u16::try_from(obj.names.len()).map_err(|_| {
+                Error::invalid(format!(
+                    "{}: object {} of image {} has {} names (at most 65535 are supported)",
+                    cfg.objects_json.display(),
+                    obj.object_id,
+                    entry.image_id,
+                    obj.names.len()
+                ))
+            })?;
             name_set.clear();
             for raw in &obj.names {
                 // The alias lookup uses the raw name: no stripping, no lower-casing.
@@ -482,11 +557,23 @@ pub fn preprocess_vg(cfg: &PreprocessVgConfig, log: &mut dyn Write) -> Result<Pr
                 // `Counter.update(set)`: each distinct name once per object.
                 name_set.iter().for_each(|&s| name_counter.add(s));
             }
+            let mut flags = 0;
+            if obj.w.as_f64() < min_size || obj.h.as_f64() < min_size {
+                flags |= TOO_SMALL;
+            }
+            let mut bbox = [0i32; 4];
+            for (b, v) in bbox.iter_mut().zip([obj.x, obj.y, obj.w, obj.h]) {
+                match v {
+                    Num::Int(i) => *b = i as i32,
+                    Num::Float(_) => flags |= NON_INTEGER_BOX,
+                }
+            }
             store.objects.push(StoredObject {
                 object_id: obj.object_id,
-                bbox: [obj.x, obj.y, obj.w, obj.h],
-                names: (names_start, store.names.len() as u32 - names_start),
-                image_id: entry.image_id,
+                bbox,
+                names_start,
+                names_len,
+                flags,
             });
         }
         store
@@ -522,27 +609,32 @@ pub fn preprocess_vg(cfg: &PreprocessVgConfig, log: &mut dyn Write) -> Result<Pr
     // Object filter (printed after the attribute vocabulary, as in the original).
     let name_index = object_vocab.index_of_symbols(&object_names);
     let mut too_small = 0u64;
-    // object id → (name index, index into store.objects) of the last kept occurrence.
-    let mut kept: HashMap<i64, (i64, usize)> = HashMap::new();
+    // object id → index in store.objects of its last kept occurrence (its data is what the
+    // original's `object_id_to_obj` holds at the end).
+    let mut kept: FastMap<i64, u32> =
+        FastMap::with_capacity_and_hasher(store.objects.len(), Default::default());
+    let mut final_name = Vec::with_capacity(store.objects.len());
     for (i, obj) in store.objects.iter().enumerate() {
-        let (s, n) = obj.names;
-        let final_idx = store.names[s as usize..(s + n) as usize]
+        let start = obj.names_start as usize;
+        let final_idx = store.names[start..start + obj.names_len as usize]
             .iter()
             .map(|&sym| name_index[sym as usize])
             .find(|&idx| idx >= 0);
-        let min = cfg.min_object_size as f64;
-        let small = obj.bbox[2].as_f64() < min || obj.bbox[3].as_f64() < min;
+        final_name.push(final_idx.map_or(-1, |v| v as i32));
+        let small = obj.flags & TOO_SMALL != 0;
         if small {
             too_small += 1;
         }
-        if let (Some(idx), false) = (final_idx, small) {
-            kept.insert(obj.object_id, (idx, i));
+        if final_idx.is_some() && !small {
+            kept.insert(obj.object_id, i as u32);
         }
     }
+    store.final_name = final_name;
     store.names = Vec::new();
     drop(object_names);
 
-    // Attributes: vocabulary from training records; per split image the records of kept objects.
+    // Attributes and relationships only depend on the kept objects: stream both files at once
+    // (two threads), print the original's messages in its order afterwards.
     say(
         log,
         format!(
@@ -550,57 +642,20 @@ pub fn preprocess_vg(cfg: &PreprocessVgConfig, log: &mut dyn Write) -> Result<Pr
             cfg.attributes_json.display()
         ),
     )?;
-    let mut attribute_names = Interner::default();
-    let mut attribute_counter = Counter::default();
-    let mut attribute_arena: Vec<u32> = Vec::new();
-    let mut attribute_records: Vec<StoredAttributes> = Vec::new();
-    let mut attributes_by_image: HashMap<i64, (usize, usize)> = HashMap::new();
-    let mut set: Vec<u32> = Vec::new();
-    stream::for_each_element(
-        &cfg.attributes_json,
-        cfg.progress,
-        |entry: AttributesEntry| {
-            let in_train = train_ids.contains(&entry.image_id);
-            let in_split = split_ids.contains(&entry.image_id);
-            if !in_train && !in_split {
-                return Ok(());
-            }
-            let start = attribute_records.len();
-            for rec in entry.attributes {
-                let keep = kept.contains_key(&rec.object_id);
-                let range = match &rec.attributes {
-                    None => None,
-                    Some(list) => {
-                        set.clear();
-                        let s = attribute_arena.len() as u32;
-                        for a in list {
-                            let sym = attribute_names.get_or_insert(a);
-                            if keep {
-                                attribute_arena.push(sym);
-                            }
-                            if !set.contains(&sym) {
-                                set.push(sym);
-                            }
-                        }
-                        if in_train {
-                            set.iter().for_each(|&x| attribute_counter.add(x));
-                        }
-                        Some((s, attribute_arena.len() as u32 - s))
-                    }
-                };
-                // Only kept objects are ever looked up at encoding; "last record wins" is
-                // unaffected by dropping records of other ids.
-                if keep {
-                    attribute_records.push(StoredAttributes {
-                        object_id: rec.object_id,
-                        attributes: range,
-                    });
-                }
-            }
-            attributes_by_image.insert(entry.image_id, (start, attribute_records.len()));
-            Ok(())
-        },
-    )?;
+    let sets = SplitSets {
+        train: &train_ids,
+        any: &split_ids,
+    };
+    let (attributes, relationships) = std::thread::scope(|scope| {
+        let rels = scope.spawn(|| read_relationships(cfg, sets, &kept, &rel_aliases));
+        let attrs = read_attributes(cfg, sets, &kept);
+        let rels = rels
+            .join()
+            .unwrap_or_else(|_| Err(Error::invalid("relationship reader thread panicked")));
+        (attrs, rels)
+    });
+    let attributes = attributes?;
+    let relationships = relationships?;
     say(
         log,
         format!(
@@ -609,10 +664,11 @@ pub fn preprocess_vg(cfg: &PreprocessVgConfig, log: &mut dyn Write) -> Result<Pr
         ),
     )?;
     let attribute_vocab = VocabPart::new(
-        attribute_counter
+        attributes
+            .counter
             .most_common_at_least(cfg.min_attribute_instances)
             .into_iter()
-            .map(|s| attribute_names.names[s as usize].clone())
+            .map(|s| attributes.names.names[s as usize].clone())
             .collect(),
     );
     say(
@@ -623,8 +679,7 @@ pub fn preprocess_vg(cfg: &PreprocessVgConfig, log: &mut dyn Write) -> Result<Pr
             cfg.min_attribute_instances
         ),
     )?;
-    let attribute_index = attribute_vocab.index_of_symbols(&attribute_names);
-    drop(attribute_names);
+    let attribute_index = attribute_vocab.index_of_symbols(&attributes.names);
     say(
         log,
         format!(
@@ -636,9 +691,6 @@ pub fn preprocess_vg(cfg: &PreprocessVgConfig, log: &mut dyn Write) -> Result<Pr
         log,
         format!("After filtering there are {} object instances", kept.len()),
     )?;
-
-    // Relationships: predicates of training relationships between kept objects are normalised
-    // (and only those: val/test keep their raw strings) and counted in first-seen order.
     say(
         log,
         format!(
@@ -646,51 +698,13 @@ pub fn preprocess_vg(cfg: &PreprocessVgConfig, log: &mut dyn Write) -> Result<Pr
             cfg.relationships_json.display()
         ),
     )?;
-    let mut predicates = Interner::default();
-    let mut pred_counter = Counter::default();
-    let mut relationships: Vec<StoredRelationship> = Vec::new();
-    let mut relationships_by_image: HashMap<i64, (usize, usize)> = HashMap::new();
-    stream::for_each_element(
-        &cfg.relationships_json,
-        cfg.progress,
-        |entry: RelationshipsEntry| {
-            let in_train = train_ids.contains(&entry.image_id);
-            if !in_train && !split_ids.contains(&entry.image_id) {
-                return Ok(());
-            }
-            let start = relationships.len();
-            for rel in entry.relationships {
-                let (s, o) = (rel.subject.object_id, rel.object.object_id);
-                if !kept.contains_key(&s) || !kept.contains_key(&o) {
-                    continue;
-                }
-                let predicate = if in_train {
-                    let p = py_lower(&rel.predicate);
-                    let p = py_strip(&p);
-                    let p = rel_aliases.get(p).map(String::as_str).unwrap_or(p);
-                    let sym = predicates.get_or_insert(p);
-                    pred_counter.add(sym);
-                    sym
-                } else {
-                    predicates.get_or_insert(&rel.predicate)
-                };
-                relationships.push(StoredRelationship {
-                    relationship_id: rel.relationship_id,
-                    predicate,
-                    subject: s,
-                    object: o,
-                });
-            }
-            relationships_by_image.insert(entry.image_id, (start, relationships.len()));
-            Ok(())
-        },
-    )?;
     let mut pred_names = vec![crate::vocab::IN_IMAGE_PREDICATE.to_string()];
     pred_names.extend(
-        pred_counter
+        relationships
+            .counter
             .first_seen_at_least(cfg.min_relationship_instances)
             .into_iter()
-            .map(|s| predicates.names[s as usize].clone()),
+            .map(|s| relationships.predicates.names[s as usize].clone()),
     );
     let pred_vocab = VocabPart::new(pred_names);
     say(
@@ -701,8 +715,7 @@ pub fn preprocess_vg(cfg: &PreprocessVgConfig, log: &mut dyn Write) -> Result<Pr
             cfg.min_relationship_instances
         ),
     )?;
-    let pred_index = pred_vocab.index_of_symbols(&predicates);
-    drop(predicates);
+    let pred_index = pred_vocab.index_of_symbols(&relationships.predicates);
 
     // Encoding.
     say(log, "Encoding objects and relationships ...")?;
@@ -710,12 +723,12 @@ pub fn preprocess_vg(cfg: &PreprocessVgConfig, log: &mut dyn Write) -> Result<Pr
         cfg,
         store: &store,
         kept: &kept,
-        relationships: &relationships,
-        relationships_by_image: &relationships_by_image,
+        relationships: &relationships.records,
+        relationships_by_image: &relationships.by_image,
         pred_index: &pred_index,
-        attribute_records: &attribute_records,
-        attributes_by_image: &attributes_by_image,
-        attribute_arena: &attribute_arena,
+        attribute_records: &attributes.records,
+        attributes_by_image: &attributes.by_image,
+        attribute_arena: &attributes.arena,
         attribute_index: &attribute_index,
     };
     let mut arrays = Vec::new();
@@ -735,7 +748,7 @@ pub fn preprocess_vg(cfg: &PreprocessVgConfig, log: &mut dyn Write) -> Result<Pr
     }
     drop(store);
     drop(relationships);
-    drop(attribute_records);
+    drop(attributes);
 
     // Output: every file to a temporary path first, published only once all were written.
     say(log, "Writing HDF5 output files")?;
@@ -788,15 +801,163 @@ pub fn preprocess_vg(cfg: &PreprocessVgConfig, log: &mut dyn Write) -> Result<Pr
     })
 }
 
+/// Image ids of the training split and of any split (after small-image removal).
+#[derive(Clone, Copy)]
+struct SplitSets<'a> {
+    train: &'a FastSet<i64>,
+    any: &'a FastSet<i64>,
+}
+
+/// What the attribute pass keeps.
+struct AttributesPass {
+    names: Interner,
+    /// Over training records: each record's distinct strings once.
+    counter: Counter,
+    arena: Vec<u32>,
+    /// Records of kept objects only: encoding never looks up others, and dropping them does
+    /// not change which record is the last one for an id.
+    records: Vec<StoredAttributes>,
+    /// image id → range in `records` of its last `attributes.json` entry.
+    by_image: FastMap<i64, (usize, usize)>,
+}
+
+fn read_attributes(
+    cfg: &PreprocessVgConfig,
+    sets: SplitSets<'_>,
+    kept: &FastMap<i64, u32>,
+) -> Result<AttributesPass> {
+    let mut pass = AttributesPass {
+        names: Interner::default(),
+        counter: Counter::default(),
+        arena: Vec::new(),
+        records: Vec::new(),
+        by_image: FastMap::default(),
+    };
+    let mut set: Vec<u32> = Vec::new();
+    stream::for_each_element(
+        &cfg.attributes_json,
+        cfg.progress,
+        |entry: AttributesEntry| {
+            let in_train = sets.train.contains(&entry.image_id);
+            if !in_train && !sets.any.contains(&entry.image_id) {
+                return Ok(());
+            }
+            let first = pass.records.len();
+            for rec in entry.attributes {
+                let keep = kept.contains_key(&rec.object_id);
+                let (start, len) = match &rec.attributes {
+                    None => (0, NO_ATTRIBUTES_KEY),
+                    Some(list) => {
+                        set.clear();
+                        let s = pass.arena.len() as u32;
+                        for a in list {
+                            let sym = pass.names.get_or_insert(a);
+                            if keep {
+                                pass.arena.push(sym);
+                            }
+                            if !set.contains(&sym) {
+                                set.push(sym);
+                            }
+                        }
+                        if in_train {
+                            // `Counter.update(set)` per record with an `attributes` key.
+                            set.iter().for_each(|&x| pass.counter.add(x));
+                        }
+                        (s, pass.arena.len() as u32 - s)
+                    }
+                };
+                if keep {
+                    pass.records.push(StoredAttributes {
+                        object_id: rec.object_id,
+                        start,
+                        len,
+                    });
+                }
+            }
+            pass.by_image
+                .insert(entry.image_id, (first, pass.records.len()));
+            Ok(())
+        },
+    )?;
+    Ok(pass)
+}
+
+/// What the relationship pass keeps.
+struct RelationshipsPass {
+    predicates: Interner,
+    /// Normalised predicates of training relationships between kept objects.
+    counter: Counter,
+    /// Relationships between kept objects (no other can be encoded).
+    records: Vec<StoredRelationship>,
+    /// image id → range in `records` of its last `relationships.json` entry.
+    by_image: FastMap<i64, (usize, usize)>,
+}
+
+/// Predicates of training relationships between kept objects are normalised (lower-case,
+/// strip, alias) and counted in first-seen order; every other predicate keeps its raw string,
+/// so val/test predicates only match the vocabulary verbatim (the original's quirk).
+fn read_relationships(
+    cfg: &PreprocessVgConfig,
+    sets: SplitSets<'_>,
+    kept: &FastMap<i64, u32>,
+    aliases: &FastMap<String, String>,
+) -> Result<RelationshipsPass> {
+    let mut pass = RelationshipsPass {
+        predicates: Interner::default(),
+        counter: Counter::default(),
+        records: Vec::new(),
+        by_image: FastMap::default(),
+    };
+    stream::for_each_element(
+        &cfg.relationships_json,
+        cfg.progress,
+        |entry: RelationshipsEntry| {
+            let in_train = sets.train.contains(&entry.image_id);
+            if !in_train && !sets.any.contains(&entry.image_id) {
+                return Ok(());
+            }
+            let first = pass.records.len();
+            for rel in entry.relationships {
+                let (Some(&s), Some(&o)) = (
+                    kept.get(&rel.subject.object_id),
+                    kept.get(&rel.object.object_id),
+                ) else {
+                    continue;
+                };
+                let predicate = if in_train {
+                    let p = py_lower(&rel.predicate);
+                    let p = py_strip(&p);
+                    let p = aliases.get(p).map(String::as_str).unwrap_or(p);
+                    let sym = pass.predicates.get_or_insert(p);
+                    pass.counter.add(sym);
+                    sym
+                } else {
+                    pass.predicates.get_or_insert(&rel.predicate)
+                };
+                pass.records.push(StoredRelationship {
+                    relationship_id: rel.relationship_id,
+                    predicate,
+                    subject: s,
+                    object: o,
+                });
+            }
+            pass.by_image
+                .insert(entry.image_id, (first, pass.records.len()));
+            Ok(())
+        },
+    )?;
+    Ok(pass)
+}
+
 struct Encoder<'a> {
     cfg: &'a PreprocessVgConfig,
     store: &'a ObjectStore,
-    kept: &'a HashMap<i64, (i64, usize)>,
+    kept: &'a FastMap<i64, u32>,
     relationships: &'a [StoredRelationship],
-    relationships_by_image: &'a HashMap<i64, (usize, usize)>,
+    relationships_by_image: &'a FastMap<i64, (usize, usize)>,
     pred_index: &'a [i64],
     attribute_records: &'a [StoredAttributes],
-    attributes_by_image: &'a HashMap<i64, (usize, usize)>,
+    attributes_by_image: &'a FastMap<i64, (usize, usize)>,
     attribute_arena: &'a [u32],
     attribute_index: &'a [i64],
 }
@@ -814,7 +975,7 @@ impl Encoder<'_> {
         &self,
         name: &str,
         ids: &[i64],
-        images: &HashMap<i64, ImageRecord>,
+        images: &FastMap<i64, ImageRecord>,
     ) -> Result<(SplitArrays, Vec<(String, u64)>)> {
         let cfg = self.cfg;
         let (p, r, a) = (
@@ -839,8 +1000,10 @@ impl Encoder<'_> {
             image_paths: Vec::new(),
         };
         let mut stats = Vec::new();
-        let mut obj_ids: Vec<i64> = Vec::new();
-        let mut obj_idx: HashMap<i64, usize> = HashMap::new();
+        // Kept objects of the image: (object id, kept-object number).
+        let mut obj_ids: Vec<(i64, u32)> = Vec::new();
+        // Kept-object number → local index.
+        let mut obj_idx: FastMap<u32, usize> = FastMap::default();
         for &image_id in ids {
             let Some(&(start, end)) = self.store.by_image.get(&image_id) else {
                 bump(&mut stats, "missing_from_objects_json");
@@ -849,10 +1012,10 @@ impl Encoder<'_> {
             obj_ids.clear();
             obj_idx.clear();
             for obj in &self.store.objects[start..end] {
-                if self.kept.contains_key(&obj.object_id) {
+                if let Some(&k) = self.kept.get(&obj.object_id) {
                     // A repeated id maps to its last position.
-                    obj_idx.insert(obj.object_id, obj_ids.len());
-                    obj_ids.push(obj.object_id);
+                    obj_idx.insert(k, obj_ids.len());
+                    obj_ids.push((obj.object_id, k));
                 }
             }
             let n = obj_ids.len();
@@ -900,39 +1063,32 @@ impl Encoder<'_> {
                     cfg.images_json.display()
                 ))
             })?;
-            // Everything for this image is known to succeed from here on.
             let records = &self.attribute_records[as_..ae];
-            for &id in &obj_ids {
-                let (name_idx, at) = self.kept[&id];
-                let obj = &self.store.objects[at];
-                let mut bbox = [0i32; 4];
-                for (k, v) in obj.bbox.iter().enumerate() {
-                    bbox[k] = match *v {
-                        Num::Int(i) => i as i32,
-                        Num::Float(f) => {
-                            return Err(Error::invalid(format!(
-                                "{}: object {id} of image {} has a non-integer box value {f}; \
-                                 boxes must be integer pixels (the original would write a \
-                                 float64 object_boxes dataset)",
-                                cfg.objects_json.display(),
-                                obj.image_id
-                            )));
-                        }
-                    };
+            for &(id, k) in &obj_ids {
+                // The data of the object id's last kept occurrence, wherever that was.
+                let obj = &self.store.objects[k as usize];
+                if obj.flags & NON_INTEGER_BOX != 0 {
+                    return Err(Error::invalid(format!(
+                        "{}: object {id} (used by image {image_id}) has a non-integer box \
+                         coordinate; boxes must be integer pixels (the original would write a \
+                         float64 object_boxes dataset)",
+                        cfg.objects_json.display(),
+                    )));
                 }
                 out.object_ids.push(id as i32);
-                out.object_names.push(name_idx as i32);
-                out.object_boxes.extend_from_slice(&bbox);
+                out.object_names.push(self.store.final_name[k as usize]);
+                out.object_boxes.extend_from_slice(&obj.bbox);
                 // The last record for this object id wins.
                 let attrs = records.iter().rev().find(|rec| rec.object_id == id);
-                match attrs.and_then(|rec| rec.attributes) {
+                match attrs.filter(|rec| rec.len != NO_ATTRIBUTES_KEY) {
                     None => {
                         out.object_attributes.extend(std::iter::repeat_n(-1, a));
                         out.attributes_per_object.push(0);
                     }
-                    Some((s, len)) => {
+                    Some(rec) => {
                         let mut row = Vec::with_capacity(a);
-                        for &sym in &self.attribute_arena[s as usize..(s + len) as usize] {
+                        let (s, len) = (rec.start as usize, rec.len as usize);
+                        for &sym in &self.attribute_arena[s..s + len] {
                             let idx = self.attribute_index[sym as usize];
                             if idx >= 0 {
                                 row.push(idx as i32);
