@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// An OS-level failure on a named file.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {err}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        // Not a `#[source]`: the message already contains it, and error chains printed with
+        // `{:#}` would repeat it.
+        err: std::io::Error,
     },
     /// JSON that does not parse, with the position serde_json reports.
     #[error("{}:{line}:{column}: malformed JSON: {message}", path.display())]
@@ -31,7 +32,7 @@ impl Error {
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.as_ref().to_path_buf(),
-            source,
+            err: source,
         }
     }
 

@@ -17,7 +17,7 @@ pub struct Args {
     #[arg(long = "output_dir", default_value = "outputs")]
     output_dir: PathBuf,
     /// 1: also draw each scene graph (sg%06d.png with GraphViz `dot`, else sg%06d.dot).
-    #[arg(long = "draw_scene_graphs", default_value = "0", value_parser = parse_bool)]
+    #[arg(long = "draw_scene_graphs", default_value = "0", value_parser = parse_bool, action = clap::ArgAction::Set)]
     draw_scene_graphs: bool,
     /// cpu, gpu (the first GPU backend built in), cuda or vulkan. The original defaulted to gpu
     /// with a CPU fallback; we default to cpu.

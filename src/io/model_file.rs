@@ -37,6 +37,10 @@ pub struct ModelBundle {
 
 /// Writes a bundle as our model file, atomically.
 pub fn save_model_file(path: impl AsRef<Path>, bundle: &ModelBundle) -> Result<()> {
+    let path = path.as_ref();
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
     let mut tensors = IndexMap::new();
     let mut meta = HashMap::new();
     meta.insert("format".to_string(), FORMAT.to_string());
