@@ -28,6 +28,12 @@ enum Serve {
         after: usize,
         times: usize,
     },
+    /// The first response goes silent after `after` bytes (for 3 s, on its own thread, so
+    /// the server meanwhile answers the retry) instead of closing.
+    Stall {
+        body: Vec<u8>,
+        after: usize,
+    },
     /// Always the whole body with 200, whatever `Range` says.
     IgnoreRange(Vec<u8>),
     NotFound,
@@ -154,6 +160,22 @@ fn handle_connection(
             return;
         }
         Some(Serve::Ok(body)) => (body.clone(), usize::MAX),
+        Some(Serve::Stall { body, after }) => {
+            let (body, after) = (body.clone(), *after);
+            routes.insert(path, Serve::Ok(body.clone()));
+            let header = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = out.write_all(header.as_bytes());
+            let _ = out.write_all(&body[..after]);
+            let _ = out.flush();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_secs(3));
+                drop(out);
+            });
+            return;
+        }
         Some(Serve::Cut { body, after, times }) => {
             let limit = if *times > 0 {
                 *times -= 1;
@@ -515,6 +537,38 @@ fn cut_transfers_are_retried_automatically_and_resume() {
     let ranges: Vec<_> = log.iter().map(|l| l.range.as_deref()).collect();
     assert_eq!(ranges, [None, Some("bytes=40000-"), Some("bytes=80000-")]);
     assert!(read(dir.join("f.bin")) == body);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_stalled_transfer_is_cut_by_the_read_timeout_and_resumed() {
+    let dir = scratch("stall");
+    let body = pseudo_random(60_000, 6);
+    let server = Server::start(
+        vec![(
+            "/f.bin".into(),
+            Serve::Stall {
+                body: body.clone(),
+                after: 25_000,
+            },
+        )],
+        2,
+    );
+    let mut opts = options(&dir, &server.base);
+    opts.retries = 1;
+    opts.read_timeout = Duration::from_millis(200);
+    let started = Instant::now();
+    download::download(&[item("http://h/f.bin", "f.bin", None)], &opts).unwrap();
+    let log = server.finish();
+    let ranges: Vec<_> = log.iter().map(|l| l.range.as_deref()).collect();
+    assert_eq!(ranges, [None, Some("bytes=25000-")]);
+    assert!(read(dir.join("f.bin")) == body);
+    // Cut by our 200 ms read timeout, not by the server closing after its 3 s silence.
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

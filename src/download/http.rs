@@ -321,6 +321,9 @@ fn network_error(url: &str, e: ureq::Error) -> NetError {
             }
             _ => NetError::Transient(io.to_string()),
         },
+        ureq::Error::Timeout(t @ (ureq::Timeout::Resolve | ureq::Timeout::Connect)) => {
+            fatal(format!("{url}: cannot connect (timed out: {t}); {check}"))
+        }
         ureq::Error::Timeout(t) => NetError::Transient(format!("timed out ({t})")),
         ureq::Error::BadUri(msg) => fatal(format!("{url}: not a valid URL: {msg}")),
         other => {

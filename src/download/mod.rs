@@ -263,19 +263,19 @@ fn fetch_item(
 
     // A zip whose final name exists was verified and kept by an earlier run that stopped
     // before (or while) moving its contents into place: unpack it again, fetch nothing.
-    if path.is_file() {
-        if let Some(dir) = unpack_dir(item, opts) {
-            unpack_and_publish(item, path, path, &dir, opts)?;
-            return Ok(Outcome::Unpacked);
-        }
+    if path.is_file()
+        && let Some(dir) = unpack_dir(item, opts)
+    {
+        unpack_and_publish(item, path, path, &dir, opts)?;
+        return Ok(Outcome::Unpacked);
     }
 
     let part = part_path(path);
     let bytes = client.fetch(url, &part, &name)?;
-    if opts.verify_checksums {
-        if let Some(expected) = &item.checksum {
-            verify::check_digest(&part, expected, url, opts.progress)?;
-        }
+    if opts.verify_checksums
+        && let Some(expected) = &item.checksum
+    {
+        verify::check_digest(&part, expected, url, opts.progress)?;
     }
     match unpack_dir(item, opts) {
         None => crate::io::atomic::publish(&part, path)?,
