@@ -133,7 +133,10 @@ fn every_configuration_runs_and_round_trips_through_both_file_formats() {
         model.set_training(false);
         let g = graphs(&device, &v);
         let noise = (c.layout_noise_dim > 0).then(|| model.sample_noise(2, &mut rng, &device));
-        let out = model.forward(&g, None, None, noise.clone());
+        // Ground-truth boxes: random weights predict degenerate boxes, whose layout is NaN in
+        // the original too (quirk §23.31).
+        let boxes = [[0.1, 0.1, 0.6, 0.7], [0.3, 0.2, 0.9, 0.5], [0.0, 0.5, 0.4, 1.0], [0.0, 0.0, 1.0, 1.0], [0.2, 0.2, 0.8, 0.8], [0.0, 0.0, 1.0, 1.0]];
+        let out = model.forward(&g, Some(&boxes), None, noise.clone());
         assert_eq!(out.imgs.dims(), [2, 3, c.image_size.0, c.image_size.1], "config {i}");
         assert_eq!(out.boxes_pred.dims(), [6, 4]);
         assert_eq!(out.rel_scores.dims(), [8, 25]);
@@ -147,14 +150,14 @@ fn every_configuration_runs_and_round_trips_through_both_file_formats() {
         save_model_file(&path, &bundle).unwrap();
         let (mut back, _) = Sg2Im::from_net_state(&load_any(&path).unwrap().generator, &device, "ours").unwrap();
         assert_eq!(back.config, *c);
-        let got = back.forward(&g, None, None, noise.clone()).imgs.to_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+        let got = back.forward(&g, Some(&boxes), None, noise.clone()).imgs.to_data().convert::<f32>().try_to_vec::<f32>().unwrap();
         assert_eq!(got, want, "config {i}: our file round trip");
 
         // The original's legacy torch.save layout ({"model_kwargs", "model_state"}).
         let pt = dir.join(format!("m{i}.pt"));
         write_legacy_checkpoint(&pt, &model);
         let (mut back, _) = Sg2Im::from_net_state(&load_any(&pt).unwrap().generator, &device, "pt").unwrap();
-        let got = back.forward(&g, None, None, noise).imgs.to_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+        let got = back.forward(&g, Some(&boxes), None, noise).imgs.to_data().convert::<f32>().try_to_vec::<f32>().unwrap();
         assert_eq!(got, want, "config {i}: legacy .pt round trip");
     }
     let _ = std::fs::remove_dir_all(&dir);

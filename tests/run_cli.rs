@@ -151,6 +151,11 @@ fn an_empty_graph_works() {
     let out = sg2im(&["run", "--checkpoint", s(&fixture("ref_small.pt")), "--scene_graphs_json", s(&json), "--output_dir", s(&dir.join("o"))]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(dir.join("o/img000000.png").exists() && dir.join("o/img000001.png").exists());
+    // A file with only an empty graph has no triples at all.
+    std::fs::write(&json, r#"[{"objects": [], "relationships": []}]"#).unwrap();
+    let out = sg2im(&["run", "--checkpoint", s(&fixture("ref_small.pt")), "--scene_graphs_json", s(&json), "--output_dir", s(&dir.join("o2"))]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(dir.join("o2/img000000.png").exists());
 }
 
 fn run_bad_json(name: &str, json: &str) -> Output {
