@@ -307,11 +307,11 @@ fn unpack_and_publish(
             return Err(err.into_error(source, &name));
         }
     };
-    if source != path {
-        if let Err(e) = crate::io::atomic::publish(source, path) {
-            staged.discard();
-            return Err(e);
-        }
+    if source != path
+        && let Err(e) = crate::io::atomic::publish(source, path)
+    {
+        staged.discard();
+        return Err(e);
     }
     staged.publish()?;
     if opts.delete_archives {
