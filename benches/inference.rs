@@ -6,8 +6,8 @@
 
 use burn::tensor::Device;
 use rand::SeedableRng;
-use sg2im::inference::{generate, run_model, RunOptions};
-use sg2im::io::model_file::{save_model_file, ModelBundle};
+use sg2im::inference::{RunOptions, generate, run_model};
+use sg2im::io::model_file::{ModelBundle, save_model_file};
 use sg2im::model::generator::{Sg2Im, Sg2ImConfig};
 use sg2im::scene_graph::{encode, read_scene_graphs};
 use sg2im::vocab::Vocab;
@@ -22,7 +22,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() {
     let shared = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared"));
     let graphs_path = shared.join("reference/data/scene_graphs/figure_6_sheep.json");
-    let vocab = Vocab::from_json_file(shared.join("fixtures/torch_parity/vocab.json")).expect("vocab");
+    let vocab =
+        Vocab::from_json_file(shared.join("fixtures/torch_parity/vocab.json")).expect("vocab");
     let device = Device::flex();
     let mut cfg = Sg2ImConfig::train_defaults(vocab);
     cfg.image_size = (128, 128);
@@ -33,7 +34,12 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("sg2im-bench-inference-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let model_path = dir.join("model.safetensors");
-    let bundle = ModelBundle { generator: model.to_net_state(), d_obj: None, d_img: None, args: None };
+    let bundle = ModelBundle {
+        generator: model.to_net_state(),
+        d_obj: None,
+        d_img: None,
+        args: None,
+    };
     save_model_file(&model_path, &bundle).unwrap();
 
     let graphs = read_scene_graphs(&graphs_path).unwrap();
@@ -64,8 +70,14 @@ fn main() {
             whole.push(t.elapsed().as_secs_f64());
         }
     }
-    println!("inference/sheep-7-graphs-128px forward only: median {:.3} s over 5 runs", median(forward));
-    println!("inference/sheep-7-graphs-128px whole run (load+forward+PNG): median {:.3} s over 5 runs", median(whole));
+    println!(
+        "inference/sheep-7-graphs-128px forward only: median {:.3} s over 5 runs",
+        median(forward)
+    );
+    println!(
+        "inference/sheep-7-graphs-128px whole run (load+forward+PNG): median {:.3} s over 5 runs",
+        median(whole)
+    );
     println!("reference: original run_model.py 1.03 s (PyTorch 2.15 CPU, 2 threads)");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,10 +1,10 @@
 //! Running a trained generator on JSON scene graphs (the original's `run_model.py`, §19.1).
 
 use crate::imagenet::{deprocess_to_u8_hwc, save_png_rgb};
-use crate::io::model_file::{load_any, ModelBundle};
-use crate::io::safetensors_io::{write_safetensors, RawTensor};
-use crate::model::generator::{host_boxes, GraphBatch, Sg2Im};
-use crate::scene_graph::{encode, read_scene_graphs, EncodedGraphs, SceneGraph};
+use crate::io::model_file::{ModelBundle, load_any};
+use crate::io::safetensors_io::{RawTensor, write_safetensors};
+use crate::model::generator::{GraphBatch, Sg2Im, host_boxes};
+use crate::scene_graph::{EncodedGraphs, SceneGraph, encode, read_scene_graphs};
 use crate::{Error, Result};
 use burn::tensor::{Device, Tensor, TensorData};
 use indexmap::IndexMap;
@@ -20,7 +20,8 @@ pub fn load_generator(path: &Path, device: &Device) -> Result<(Sg2Im, ModelBundl
         )));
     }
     let bundle = load_any(path)?;
-    let (model, warnings) = Sg2Im::from_net_state(&bundle.generator, device, &path.display().to_string())?;
+    let (model, warnings) =
+        Sg2Im::from_net_state(&bundle.generator, device, &path.display().to_string())?;
     Ok((model, bundle, warnings))
 }
 
@@ -41,8 +42,19 @@ pub struct RunOutput {
 /// Runs the generator on encoded graphs without ground truth, except for the boxes and masks
 /// placed by hand in the JSON, which replace the predictions of those objects in the layout.
 /// Noise is drawn from `seed`.
-pub fn generate(model: &mut Sg2Im, encoded: EncodedGraphs, seed: u64, device: &Device) -> Result<RunOutput> {
-    let g = GraphBatch::new(&encoded.objs, &encoded.triples, &encoded.obj_to_img, &model.config.vocab, device)?;
+pub fn generate(
+    model: &mut Sg2Im,
+    encoded: EncodedGraphs,
+    seed: u64,
+    device: &Device,
+) -> Result<RunOutput> {
+    let g = GraphBatch::new(
+        &encoded.objs,
+        &encoded.triples,
+        &encoded.obj_to_img,
+        &model.config.vocab,
+        device,
+    )?;
     let graph = model.forward_graph(&g);
     let mut boxes = host_boxes(&graph.boxes_pred);
     let boxes_pred = boxes.clone();
@@ -52,8 +64,12 @@ pub fn generate(model: &mut Sg2Im, encoded: EncodedGraphs, seed: u64, device: &D
         }
     }
     let m = model.config.mask_size;
-    let masks_pred_host: Option<Vec<f32>> =
-        graph.masks_pred.as_ref().map(|t| t.to_data().convert::<f32>().try_to_vec::<f32>().unwrap_or_default());
+    let masks_pred_host: Option<Vec<f32>> = graph.masks_pred.as_ref().map(|t| {
+        t.to_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap_or_default()
+    });
     let layout_masks = match &masks_pred_host {
         Some(pred) if encoded.masks.iter().any(Option::is_some) => {
             let mut merged = pred.clone();
@@ -68,15 +84,23 @@ pub fn generate(model: &mut Sg2Im, encoded: EncodedGraphs, seed: u64, device: &D
                     merged[k * m * m..(k + 1) * m * m].copy_from_slice(given);
                 }
             }
-            Some(Tensor::<3>::from_data(TensorData::new(merged, [g.num_objs, m, m]), device))
+            Some(Tensor::<3>::from_data(
+                TensorData::new(merged, [g.num_objs, m, m]),
+                device,
+            ))
         }
         _ => graph.masks_pred.clone(),
     };
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let noise = (model.config.layout_noise_dim > 0).then(|| model.sample_noise(g.num_images, &mut rng, device));
+    let noise = (model.config.layout_noise_dim > 0)
+        .then(|| model.sample_noise(g.num_images, &mut rng, device));
     let (imgs, _) = model.forward_image(&g, &graph.obj_vecs, &boxes, layout_masks, noise);
     Ok(RunOutput {
-        imgs: imgs.to_data().convert::<f32>().try_to_vec::<f32>().unwrap_or_default(),
+        imgs: imgs
+            .to_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap_or_default(),
         image_size: model.config.image_size,
         boxes_pred,
         masks_pred: masks_pred_host,
@@ -104,7 +128,11 @@ pub fn run_model(opts: &RunOptions, device: &Device) -> Result<Vec<PathBuf>> {
         eprintln!("warning: {}: {w}", opts.checkpoint.display());
     }
     let graphs: Vec<SceneGraph> = read_scene_graphs(&opts.scene_graphs_json)?;
-    let encoded = encode(&graphs, &model.config.vocab, &opts.scene_graphs_json.display().to_string())?;
+    let encoded = encode(
+        &graphs,
+        &model.config.vocab,
+        &opts.scene_graphs_json.display().to_string(),
+    )?;
     std::fs::create_dir_all(&opts.output_dir).map_err(|e| Error::io(&opts.output_dir, e))?;
     let out = generate(&mut model, encoded, opts.seed, device)?;
     let (h, w) = out.image_size;
@@ -117,7 +145,9 @@ pub fn run_model(opts: &RunOptions, device: &Device) -> Result<Vec<PathBuf>> {
     if opts.draw_scene_graphs {
         let render = crate::vis::graphviz_available();
         if !render {
-            eprintln!("warning: graphviz `dot` not found: writing sg*.dot files instead of pictures");
+            eprintln!(
+                "warning: graphviz `dot` not found: writing sg*.dot files instead of pictures"
+            );
         }
         for (i, g) in out.encoded.graphs.iter().enumerate() {
             crate::vis::draw_scene_graph(g, &opts.output_dir.join(format!("sg{i:06}")), render)?;
@@ -136,12 +166,21 @@ pub fn save_run_tensors(path: &Path, out: &RunOutput) -> Result<()> {
     let n = out.imgs.len() / (3 * h * w).max(1);
     let o = out.boxes_pred.len();
     let mut t = IndexMap::new();
-    t.insert("imgs_pred".to_string(), RawTensor::f32(vec![n, 3, h, w], &out.imgs));
+    t.insert(
+        "imgs_pred".to_string(),
+        RawTensor::f32(vec![n, 3, h, w], &out.imgs),
+    );
     let flat: Vec<f32> = out.boxes_pred.iter().flatten().copied().collect();
     t.insert("boxes_pred".to_string(), RawTensor::f32(vec![o, 4], &flat));
     if let Some(m) = &out.masks_pred {
-        t.insert("masks_pred".to_string(), RawTensor::f32(vec![o, out.mask_size, out.mask_size], m));
+        t.insert(
+            "masks_pred".to_string(),
+            RawTensor::f32(vec![o, out.mask_size, out.mask_size], m),
+        );
     }
-    t.insert("obj_to_img".to_string(), RawTensor::i64(vec![o], &out.encoded.obj_to_img));
+    t.insert(
+        "obj_to_img".to_string(),
+        RawTensor::i64(vec![o], &out.encoded.obj_to_img),
+    );
     write_safetensors(path, &t, None)
 }

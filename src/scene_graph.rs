@@ -6,7 +6,7 @@
 //! keys place objects by hand: `"boxes"` (`[[x0, y0, x1, y1], …]` in [0, 1], one per object) and
 //! `"masks"` (one `M×M` array of 0/1 or probabilities per object).
 
-use crate::vocab::{Vocab, IMAGE_OBJECT, IN_IMAGE_PREDICATE};
+use crate::vocab::{IMAGE_OBJECT, IN_IMAGE_PREDICATE, Vocab};
 use crate::{Error, Result};
 use serde_json::Value;
 use std::path::Path;
@@ -67,9 +67,11 @@ pub fn parse_scene_graphs(value: &Value, what: &str) -> Result<Vec<SceneGraph>> 
 }
 
 fn parse_graph(g: &Value, at: &str) -> Result<SceneGraph> {
-    let obj = g
-        .as_object()
-        .ok_or_else(|| Error::invalid(format!("{at}: expected an object with \"objects\" and \"relationships\"")))?;
+    let obj = g.as_object().ok_or_else(|| {
+        Error::invalid(format!(
+            "{at}: expected an object with \"objects\" and \"relationships\""
+        ))
+    })?;
     let objects = obj
         .get("objects")
         .and_then(Value::as_array)
@@ -77,9 +79,11 @@ fn parse_graph(g: &Value, at: &str) -> Result<SceneGraph> {
         .iter()
         .enumerate()
         .map(|(k, v)| {
-            v.as_str()
-                .map(str::to_string)
-                .ok_or_else(|| Error::invalid(format!("{at}, object {k}: expected a name (string), got {v}")))
+            v.as_str().map(str::to_string).ok_or_else(|| {
+                Error::invalid(format!(
+                    "{at}, object {k}: expected a name (string), got {v}"
+                ))
+            })
         })
         .collect::<Result<Vec<_>>>()?;
     let n = objects.len();
@@ -95,13 +99,16 @@ fn parse_graph(g: &Value, at: &str) -> Result<SceneGraph> {
     let mut relationships = Vec::with_capacity(rels.len());
     for (r, rel) in rels.iter().enumerate() {
         let at_r = format!("{at}, relationship {r}");
-        let parts = rel
-            .as_array()
-            .filter(|a| a.len() == 3)
-            .ok_or_else(|| Error::invalid(format!("{at_r}: expected [subject, \"predicate\", object], got {rel}")))?;
+        let parts = rel.as_array().filter(|a| a.len() == 3).ok_or_else(|| {
+            Error::invalid(format!(
+                "{at_r}: expected [subject, \"predicate\", object], got {rel}"
+            ))
+        })?;
         let index = |v: &Value, role: &str| -> Result<usize> {
             let i = v.as_i64().ok_or_else(|| {
-                Error::invalid(format!("{at_r}: {role} must be an object index (integer), got {v}"))
+                Error::invalid(format!(
+                    "{at_r}: {role} must be an object index (integer), got {v}"
+                ))
             })?;
             if i < 0 || i as usize >= n {
                 return Err(Error::invalid(format!(
@@ -112,9 +119,12 @@ fn parse_graph(g: &Value, at: &str) -> Result<SceneGraph> {
             Ok(i as usize)
         };
         let s = index(&parts[0], "subject")?;
-        let p = parts[1]
-            .as_str()
-            .ok_or_else(|| Error::invalid(format!("{at_r}: predicate must be a string, got {}", parts[1])))?;
+        let p = parts[1].as_str().ok_or_else(|| {
+            Error::invalid(format!(
+                "{at_r}: predicate must be a string, got {}",
+                parts[1]
+            ))
+        })?;
         let o = index(&parts[2], "object")?;
         relationships.push((s, p.to_string(), o));
     }
@@ -126,14 +136,20 @@ fn parse_graph(g: &Value, at: &str) -> Result<SceneGraph> {
         None | Some(Value::Null) => None,
         Some(v) => Some(parse_masks(v, n, at)?),
     };
-    Ok(SceneGraph { objects, relationships, boxes, masks })
+    Ok(SceneGraph {
+        objects,
+        relationships,
+        boxes,
+        masks,
+    })
 }
 
 fn parse_boxes(v: &Value, n: usize, at: &str) -> Result<Vec<[f32; 4]>> {
-    let list = v
-        .as_array()
-        .filter(|a| a.len() == n)
-        .ok_or_else(|| Error::invalid(format!("{at}: \"boxes\" must list one [x0, y0, x1, y1] per object ({n})")))?;
+    let list = v.as_array().filter(|a| a.len() == n).ok_or_else(|| {
+        Error::invalid(format!(
+            "{at}: \"boxes\" must list one [x0, y0, x1, y1] per object ({n})"
+        ))
+    })?;
     list.iter()
         .enumerate()
         .map(|(k, b)| {
@@ -154,24 +170,34 @@ fn parse_boxes(v: &Value, n: usize, at: &str) -> Result<Vec<[f32; 4]>> {
 }
 
 fn parse_masks(v: &Value, n: usize, at: &str) -> Result<Vec<Vec<f32>>> {
-    let list = v
-        .as_array()
-        .filter(|a| a.len() == n)
-        .ok_or_else(|| Error::invalid(format!("{at}: \"masks\" must list one M×M array per object ({n})")))?;
+    let list = v.as_array().filter(|a| a.len() == n).ok_or_else(|| {
+        Error::invalid(format!(
+            "{at}: \"masks\" must list one M×M array per object ({n})"
+        ))
+    })?;
     let mut out = Vec::with_capacity(n);
     let mut size = None;
     for (k, m) in list.iter().enumerate() {
-        let bad = || Error::invalid(format!("{at}, mask {k}: expected an M×M array of numbers in [0, 1]"));
+        let bad = || {
+            Error::invalid(format!(
+                "{at}, mask {k}: expected an M×M array of numbers in [0, 1]"
+            ))
+        };
         let rows = m.as_array().ok_or_else(bad)?;
         let mm = rows.len();
         if *size.get_or_insert(mm) != mm {
-            return Err(Error::invalid(format!("{at}, mask {k}: all masks must have the same size")));
+            return Err(Error::invalid(format!(
+                "{at}, mask {k}: all masks must have the same size"
+            )));
         }
         let mut flat = Vec::with_capacity(mm * mm);
         for row in rows {
             let row = row.as_array().filter(|r| r.len() == mm).ok_or_else(bad)?;
             for x in row {
-                let x = x.as_f64().filter(|x| (0.0..=1.0).contains(x)).ok_or_else(bad)?;
+                let x = x
+                    .as_f64()
+                    .filter(|x| (0.0..=1.0).contains(x))
+                    .ok_or_else(bad)?;
                 flat.push(x as f32);
             }
         }
@@ -184,14 +210,19 @@ fn parse_masks(v: &Value, n: usize, at: &str) -> Result<Vec<Vec<f32>>> {
 /// graph and maps names through the vocabulary. Unknown names are errors that name the word,
 /// the graph and the closest vocabulary entries.
 pub fn encode(graphs: &[SceneGraph], vocab: &Vocab, what: &str) -> Result<EncodedGraphs> {
-    let image_idx = *vocab
-        .object_name_to_idx
-        .get(IMAGE_OBJECT)
-        .ok_or_else(|| Error::invalid(format!("the model's vocabulary has no {IMAGE_OBJECT:?} object")))?;
+    let image_idx = *vocab.object_name_to_idx.get(IMAGE_OBJECT).ok_or_else(|| {
+        Error::invalid(format!(
+            "the model's vocabulary has no {IMAGE_OBJECT:?} object"
+        ))
+    })?;
     let in_image = *vocab
         .pred_name_to_idx
         .get(IN_IMAGE_PREDICATE)
-        .ok_or_else(|| Error::invalid(format!("the model's vocabulary has no {IN_IMAGE_PREDICATE:?} predicate")))?;
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "the model's vocabulary has no {IN_IMAGE_PREDICATE:?} predicate"
+            ))
+        })?;
     let mut enc = EncodedGraphs {
         objs: Vec::new(),
         triples: Vec::new(),
@@ -222,10 +253,12 @@ pub fn encode(graphs: &[SceneGraph], vocab: &Vocab, what: &str) -> Result<Encode
                     closest(p, vocab.pred_name_to_idx.keys())
                 ))
             })?;
-            enc.triples.push([*s as i64 + offset, *pi, *o as i64 + offset]);
+            enc.triples
+                .push([*s as i64 + offset, *pi, *o as i64 + offset]);
         }
         for k in 0..local_image {
-            enc.triples.push([k as i64 + offset, in_image, local_image as i64 + offset]);
+            enc.triples
+                .push([k as i64 + offset, in_image, local_image as i64 + offset]);
         }
         match &g.boxes {
             Some(b) => {
@@ -245,7 +278,9 @@ pub fn encode(graphs: &[SceneGraph], vocab: &Vocab, what: &str) -> Result<Encode
         let mut augmented = g.clone();
         augmented.objects.push(IMAGE_OBJECT.to_string());
         for k in 0..local_image {
-            augmented.relationships.push((k, IN_IMAGE_PREDICATE.to_string(), local_image));
+            augmented
+                .relationships
+                .push((k, IN_IMAGE_PREDICATE.to_string(), local_image));
         }
         enc.graphs.push(augmented);
     }
@@ -260,8 +295,16 @@ fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a String>) -> Stri
         .map(|c| (levenshtein(&lower, &c.to_lowercase()), c))
         .collect();
     scored.sort();
-    let best: Vec<String> = scored.iter().take(3).map(|(_, c)| format!("{c:?}")).collect();
-    if best.is_empty() { "none".to_string() } else { best.join(", ") }
+    let best: Vec<String> = scored
+        .iter()
+        .take(3)
+        .map(|(_, c)| format!("{c:?}"))
+        .collect();
+    if best.is_empty() {
+        "none".to_string()
+    } else {
+        best.join(", ")
+    }
 }
 
 fn levenshtein(a: &str, b: &str) -> usize {
@@ -270,7 +313,9 @@ fn levenshtein(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
         for (j, &cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+            cur[j + 1] = (prev[j] + usize::from(ca != cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
         }
         prev = cur;
     }

@@ -28,7 +28,10 @@ pub fn scene_graph_dot(g: &SceneGraph) -> String {
     }
     let mut next = g.objects.len();
     lines.push("node [fillcolor=\"lightblue1\"]".to_string());
-    let attrs = format!("[penwidth={:.6},arrowsize={:.6},weight={:.6}]", 6.0, 1.5, 1.2);
+    let attrs = format!(
+        "[penwidth={:.6},arrowsize={:.6},weight={:.6}]",
+        6.0, 1.5, 1.2
+    );
     for (s, p, o) in &g.relationships {
         if p == IN_IMAGE_PREDICATE {
             continue;
@@ -44,7 +47,10 @@ pub fn scene_graph_dot(g: &SceneGraph) -> String {
 
 /// Whether GraphViz `dot` can be run.
 pub fn graphviz_available() -> bool {
-    Command::new("dot").arg("-V").output().is_ok_and(|o| o.status.success())
+    Command::new("dot")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 /// Writes `<stem>.png` rendered by `dot` when available, else `<stem>.dot`. Returns the path.
@@ -60,7 +66,12 @@ pub fn draw_scene_graph(g: &SceneGraph, stem: &Path, render: bool) -> Result<Pat
     let dot_file = temp_path_for(&stem.with_extension("dot"));
     write_bytes_atomic(&dot_file, dot.as_bytes())?;
     // Arguments, not a shell: no quoting issues with odd file names.
-    let status = Command::new("dot").arg("-Tpng").arg(&dot_file).arg("-o").arg(&tmp).status();
+    let status = Command::new("dot")
+        .arg("-Tpng")
+        .arg(&dot_file)
+        .arg("-o")
+        .arg(&tmp)
+        .status();
     let _ = std::fs::remove_file(&dot_file);
     match status {
         Ok(s) if s.success() => {
@@ -69,7 +80,10 @@ pub fn draw_scene_graph(g: &SceneGraph, stem: &Path, render: bool) -> Result<Pat
         }
         Ok(s) => {
             let _ = std::fs::remove_file(&tmp);
-            Err(Error::invalid(format!("graphviz `dot` failed ({s}) while drawing {}", path.display())))
+            Err(Error::invalid(format!(
+                "graphviz `dot` failed ({s}) while drawing {}",
+                path.display()
+            )))
         }
         Err(e) => Err(Error::io("dot", e)),
     }

@@ -6,7 +6,7 @@
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
-use sg2im::io::model_file::{load_any, save_model_file, ModelBundle};
+use sg2im::io::model_file::{ModelBundle, load_any, save_model_file};
 use sg2im::model::bilinear::crop_bbox_batch;
 use sg2im::model::generator::{GraphBatch, Sg2Im, Sg2ImConfig};
 use sg2im::model::graph::GconvPooling;
@@ -17,7 +17,11 @@ use sg2im::vocab::Vocab;
 use std::collections::HashMap;
 
 fn vocab() -> Vocab {
-    Vocab::from_json_file(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/torch_parity/vocab.json")).unwrap()
+    Vocab::from_json_file(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/fixtures/torch_parity/vocab.json"
+    ))
+    .unwrap()
 }
 
 fn small(vocab: Vocab) -> Sg2ImConfig {
@@ -41,7 +45,16 @@ fn small(vocab: Vocab) -> Sg2ImConfig {
 fn graphs(device: &Device, v: &Vocab) -> GraphBatch {
     // Two graphs: 3 objects + image, 1 object + image; a self-loop and a duplicate edge.
     let objs = [5, 9, 12, 0, 7, 0];
-    let triples = [[0, 3, 1], [1, 2, 2], [2, 2, 2], [0, 3, 1], [0, 0, 3], [1, 0, 3], [2, 0, 3], [4, 0, 5]];
+    let triples = [
+        [0, 3, 1],
+        [1, 2, 2],
+        [2, 2, 2],
+        [0, 3, 1],
+        [0, 0, 3],
+        [1, 0, 3],
+        [2, 0, 3],
+        [4, 0, 5],
+    ];
     GraphBatch::new(&objs, &triples, &[0, 0, 0, 0, 1, 1], v, device).unwrap()
 }
 
@@ -86,7 +99,10 @@ fn state_dict_keys_follow_the_original_for_every_option() {
     c.normalization = Normalization::None;
     c.mask_size = 0;
     let k = keys(&Sg2Im::init(&c, &device, &mut rng).unwrap());
-    assert_eq!(k["refinement_net.refinement_modules.0.net.2.weight"], vec![16, 16, 3, 3]);
+    assert_eq!(
+        k["refinement_net.refinement_modules.0.net.2.weight"],
+        vec![16, 16, 3, 3]
+    );
     assert!(!k.keys().any(|x| x.starts_with("mask_net")));
     assert_eq!(k["refinement_net.output_conv.2.weight"], vec![3, 4, 1, 1]);
 
@@ -95,10 +111,22 @@ fn state_dict_keys_follow_the_original_for_every_option() {
     c.layout_noise_dim = 5;
     c.mask_size = 16;
     let k = keys(&Sg2Im::init(&c, &device, &mut rng).unwrap());
-    assert_eq!(k["refinement_net.refinement_modules.0.net.3.weight"], vec![16, 16, 3, 3]);
-    assert_eq!(k["refinement_net.refinement_modules.0.net.0.weight"], vec![16, 12 + 5 + 1, 3, 3]);
-    assert_eq!(k["refinement_net.refinement_modules.1.net.0.weight"], vec![8, 12 + 5 + 16, 3, 3]);
-    assert!(!k.keys().any(|x| x.contains("running_mean") && x.starts_with("refinement")));
+    assert_eq!(
+        k["refinement_net.refinement_modules.0.net.3.weight"],
+        vec![16, 16, 3, 3]
+    );
+    assert_eq!(
+        k["refinement_net.refinement_modules.0.net.0.weight"],
+        vec![16, 12 + 5 + 1, 3, 3]
+    );
+    assert_eq!(
+        k["refinement_net.refinement_modules.1.net.0.weight"],
+        vec![8, 12 + 5 + 16, 3, 3]
+    );
+    assert!(
+        !k.keys()
+            .any(|x| x.contains("running_mean") && x.starts_with("refinement"))
+    );
     assert_eq!(k["mask_net.16.weight"], vec![1, 12, 1, 1]);
     assert_eq!(k["mask_net.13.running_mean"], vec![12]);
 }
@@ -111,10 +139,42 @@ fn every_configuration_runs_and_round_trips_through_both_file_formats() {
     std::fs::create_dir_all(&dir).unwrap();
     let mut configs = Vec::new();
     for (norm, mlp, pool, layers, mask, noise, size) in [
-        (Normalization::Batch, Normalization::None, GconvPooling::Avg, 2, 8, 0, (32, 32)),
-        (Normalization::Instance, Normalization::Batch, GconvPooling::Sum, 0, 0, 3, (32, 64)),
-        (Normalization::None, Normalization::None, GconvPooling::Sum, 1, 4, 0, (64, 32)),
-        (Normalization::Batch, Normalization::Batch, GconvPooling::Avg, 3, 16, 2, (16, 48)),
+        (
+            Normalization::Batch,
+            Normalization::None,
+            GconvPooling::Avg,
+            2,
+            8,
+            0,
+            (32, 32),
+        ),
+        (
+            Normalization::Instance,
+            Normalization::Batch,
+            GconvPooling::Sum,
+            0,
+            0,
+            3,
+            (32, 64),
+        ),
+        (
+            Normalization::None,
+            Normalization::None,
+            GconvPooling::Sum,
+            1,
+            4,
+            0,
+            (64, 32),
+        ),
+        (
+            Normalization::Batch,
+            Normalization::Batch,
+            GconvPooling::Avg,
+            3,
+            16,
+            2,
+            (16, 48),
+        ),
     ] {
         let mut c = small(v.clone());
         c.normalization = norm;
@@ -124,7 +184,11 @@ fn every_configuration_runs_and_round_trips_through_both_file_formats() {
         c.mask_size = mask;
         c.layout_noise_dim = noise;
         c.image_size = size;
-        c.refinement_dims = if size.0 == 16 { vec![8, 4] } else { vec![16, 8, 4] };
+        c.refinement_dims = if size.0 == 16 {
+            vec![8, 4]
+        } else {
+            vec![16, 8, 4]
+        };
         configs.push(c);
     }
     for (i, c) in configs.iter().enumerate() {
@@ -135,46 +199,86 @@ fn every_configuration_runs_and_round_trips_through_both_file_formats() {
         let noise = (c.layout_noise_dim > 0).then(|| model.sample_noise(2, &mut rng, &device));
         // Ground-truth boxes: random weights predict degenerate boxes, whose layout is NaN in
         // the original too (quirk §23.31).
-        let boxes = [[0.1, 0.1, 0.6, 0.7], [0.3, 0.2, 0.9, 0.5], [0.0, 0.5, 0.4, 1.0], [0.0, 0.0, 1.0, 1.0], [0.2, 0.2, 0.8, 0.8], [0.0, 0.0, 1.0, 1.0]];
+        let boxes = [
+            [0.1, 0.1, 0.6, 0.7],
+            [0.3, 0.2, 0.9, 0.5],
+            [0.0, 0.5, 0.4, 1.0],
+            [0.0, 0.0, 1.0, 1.0],
+            [0.2, 0.2, 0.8, 0.8],
+            [0.0, 0.0, 1.0, 1.0],
+        ];
         let out = model.forward(&g, Some(&boxes), None, noise.clone());
-        assert_eq!(out.imgs.dims(), [2, 3, c.image_size.0, c.image_size.1], "config {i}");
+        assert_eq!(
+            out.imgs.dims(),
+            [2, 3, c.image_size.0, c.image_size.1],
+            "config {i}"
+        );
         assert_eq!(out.boxes_pred.dims(), [6, 4]);
         assert_eq!(out.rel_scores.dims(), [8, 25]);
         assert_eq!(out.masks_pred.is_some(), c.mask_size > 0);
-        let want = out.imgs.to_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+        let want = out
+            .imgs
+            .to_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap();
         assert!(want.iter().all(|x| x.is_finite()));
 
         // Our model file.
         let path = dir.join(format!("m{i}.safetensors"));
-        let bundle = ModelBundle { generator: model.to_net_state(), d_obj: None, d_img: None, args: None };
+        let bundle = ModelBundle {
+            generator: model.to_net_state(),
+            d_obj: None,
+            d_img: None,
+            args: None,
+        };
         save_model_file(&path, &bundle).unwrap();
-        let (mut back, _) = Sg2Im::from_net_state(&load_any(&path).unwrap().generator, &device, "ours").unwrap();
+        let (mut back, _) =
+            Sg2Im::from_net_state(&load_any(&path).unwrap().generator, &device, "ours").unwrap();
         assert_eq!(back.config, *c);
-        let got = back.forward(&g, Some(&boxes), None, noise.clone()).imgs.to_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+        let got = back
+            .forward(&g, Some(&boxes), None, noise.clone())
+            .imgs
+            .to_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap();
         assert_eq!(got, want, "config {i}: our file round trip");
 
         // The original's legacy torch.save layout ({"model_kwargs", "model_state"}).
         let pt = dir.join(format!("m{i}.pt"));
         write_legacy_checkpoint(&pt, &model);
-        let (mut back, _) = Sg2Im::from_net_state(&load_any(&pt).unwrap().generator, &device, "pt").unwrap();
-        let got = back.forward(&g, Some(&boxes), None, noise).imgs.to_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+        let (mut back, _) =
+            Sg2Im::from_net_state(&load_any(&pt).unwrap().generator, &device, "pt").unwrap();
+        let got = back
+            .forward(&g, Some(&boxes), None, noise)
+            .imgs
+            .to_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap();
         assert_eq!(got, want, "config {i}: legacy .pt round trip");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn write_legacy_checkpoint(path: &std::path::Path, model: &Sg2Im) {
-    use sg2im::io::torch::{save_legacy, PyValue, TorchTensor};
+    use sg2im::io::torch::{PyValue, TorchTensor, save_legacy};
     fn json_to_py(v: &serde_json::Value) -> PyValue {
         match v {
             serde_json::Value::Null => PyValue::None,
             serde_json::Value::Bool(b) => PyValue::Bool(*b),
-            serde_json::Value::Number(n) => n.as_i64().map(PyValue::Int).unwrap_or(PyValue::Float(n.as_f64().unwrap())),
+            serde_json::Value::Number(n) => n
+                .as_i64()
+                .map(PyValue::Int)
+                .unwrap_or(PyValue::Float(n.as_f64().unwrap())),
             serde_json::Value::String(s) => PyValue::Str(s.clone()),
             serde_json::Value::Array(a) => PyValue::Tuple(a.iter().map(json_to_py).collect()),
-            serde_json::Value::Object(o) => {
-                PyValue::Dict(o.iter().map(|(k, v)| (PyValue::Str(k.clone()), json_to_py(v))).collect())
-            }
+            serde_json::Value::Object(o) => PyValue::Dict(
+                o.iter()
+                    .map(|(k, v)| (PyValue::Str(k.clone()), json_to_py(v)))
+                    .collect(),
+            ),
         }
     }
     let mut kwargs = json_to_py(&model.config.to_model_kwargs());
@@ -189,9 +293,11 @@ fn write_legacy_checkpoint(path: &std::path::Path, model: &Sg2Im) {
     fn json_to_py_lists(v: &serde_json::Value) -> PyValue {
         match v {
             serde_json::Value::Array(a) => PyValue::List(a.iter().map(json_to_py_lists).collect()),
-            serde_json::Value::Object(o) => {
-                PyValue::Dict(o.iter().map(|(k, v)| (PyValue::Str(k.clone()), json_to_py_lists(v))).collect())
-            }
+            serde_json::Value::Object(o) => PyValue::Dict(
+                o.iter()
+                    .map(|(k, v)| (PyValue::Str(k.clone()), json_to_py_lists(v)))
+                    .collect(),
+            ),
             other => json_to_py(other),
         }
     }
@@ -202,7 +308,10 @@ fn write_legacy_checkpoint(path: &std::path::Path, model: &Sg2Im) {
         .map(|(k, d)| {
             let shape = d.shape().to_vec();
             let v = d.convert::<f32>().try_to_vec::<f32>().unwrap();
-            (PyValue::Str(k), PyValue::Tensor(TorchTensor::from_f32(shape, &v)))
+            (
+                PyValue::Str(k),
+                PyValue::Tensor(TorchTensor::from_f32(shape, &v)),
+            )
         })
         .collect();
     let root = PyValue::Dict(vec![
@@ -215,7 +324,15 @@ fn write_legacy_checkpoint(path: &std::path::Path, model: &Sg2Im) {
 // ---- an independent, per-pixel port of grid_sample (bilinear, zeros, align_corners=True) ----
 
 fn linspace(a: f32, b: f32, n: usize) -> Vec<f32> {
-    (0..n).map(|i| if n == 1 { a } else { a + (b - a) * i as f32 / (n - 1) as f32 }).collect()
+    (0..n)
+        .map(|i| {
+            if n == 1 {
+                a
+            } else {
+                a + (b - a) * i as f32 / (n - 1) as f32
+            }
+        })
+        .collect()
 }
 
 /// Samples `src (C, Hin, Win)` at normalised `(gx, gy)`.
@@ -243,19 +360,43 @@ fn random_boxes(rng: &mut impl Rng, n: usize) -> Vec<[f32; 4]> {
         .map(|_| {
             let x0: f32 = rng.random_range(-0.2..0.8);
             let y0: f32 = rng.random_range(-0.2..0.8);
-            [x0, y0, x0 + rng.random_range(0.05..0.7), y0 + rng.random_range(0.05..0.7)]
+            [
+                x0,
+                y0,
+                x0 + rng.random_range(0.05..0.7),
+                y0 + rng.random_range(0.05..0.7),
+            ]
         })
         .collect()
 }
 
 /// `layout.py` by the letter: per object, grid `(2(X − x0)/ww − 1, 2(Y − y0)/hh − 1)`, sample, sum.
-fn naive_layout(vecs: &[f32], d: usize, boxes: &[[f32; 4]], masks: Option<(&[f32], usize)>, o2i: &[i64], n: usize, h: usize, w: usize) -> Vec<f32> {
+fn naive_layout(
+    vecs: &[f32],
+    d: usize,
+    boxes: &[[f32; 4]],
+    masks: Option<(&[f32], usize)>,
+    o2i: &[i64],
+    n: usize,
+    h: usize,
+    w: usize,
+) -> Vec<f32> {
     let mut out = vec![0f32; n * d * h * w];
     let (xs, ys) = (linspace(0.0, 1.0, w), linspace(0.0, 1.0, h));
     for (k, b) in boxes.iter().enumerate() {
         let (m, src): (usize, Vec<f32>) = match masks {
-            Some((ms, m)) => (m, (0..d).flat_map(|c| (0..m * m).map(move |p| vecs[k * d + c] * ms[k * m * m + p])).collect()),
-            None => (8, (0..d).flat_map(|c| std::iter::repeat_n(vecs[k * d + c], 64)).collect()),
+            Some((ms, m)) => (
+                m,
+                (0..d)
+                    .flat_map(|c| (0..m * m).map(move |p| vecs[k * d + c] * ms[k * m * m + p]))
+                    .collect(),
+            ),
+            None => (
+                8,
+                (0..d)
+                    .flat_map(|c| std::iter::repeat_n(vecs[k * d + c], 64))
+                    .collect(),
+            ),
         };
         let mut px = vec![0f32; d];
         for i in 0..h {
@@ -275,7 +416,11 @@ fn naive_layout(vecs: &[f32], d: usize, boxes: &[[f32; 4]], masks: Option<(&[f32
 
 #[track_caller]
 fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32) {
-    let worst = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    let worst = got
+        .iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
     assert!(worst <= atol, "{what}: max abs diff {worst}");
 }
 
@@ -293,11 +438,21 @@ fn layouts_equal_a_naive_grid_sample_port() {
     let got = boxes_to_layout(vt.clone(), &boxes, &o2i, n, (h, w));
     assert_eq!(got.dims(), [n, d, h, w]);
     let want = naive_layout(&vecs, d, &boxes, None, &o2i, n, h, w);
-    assert_close("boxes_to_layout", &got.to_data().try_to_vec::<f32>().unwrap(), &want, 2e-5);
+    assert_close(
+        "boxes_to_layout",
+        &got.to_data().try_to_vec::<f32>().unwrap(),
+        &want,
+        2e-5,
+    );
     let mt: Tensor<3> = Tensor::from_data(TensorData::new(masks.clone(), [o, m, m]), &device);
     let got = masks_to_layout(vt, &boxes, mt, &o2i, n, (h, w));
     let want = naive_layout(&vecs, d, &boxes, Some((&masks, m)), &o2i, n, h, w);
-    assert_close("masks_to_layout", &got.to_data().try_to_vec::<f32>().unwrap(), &want, 2e-5);
+    assert_close(
+        "masks_to_layout",
+        &got.to_data().try_to_vec::<f32>().unwrap(),
+        &want,
+        2e-5,
+    );
 }
 
 /// `crop_bbox` by the letter (§9.2): boxes to [−1, 1], per-box linspace, grid_sample.
@@ -306,22 +461,40 @@ fn object_crops_equal_a_naive_grid_sample_port() {
     let device = Device::flex();
     let mut rng = rand::rngs::StdRng::seed_from_u64(3);
     let (n, c, h, w, s) = (2, 3, 24, 30, 9);
-    let imgs: Vec<f32> = (0..n * c * h * w).map(|_| rng.random_range(-2.0..2.0)).collect();
+    let imgs: Vec<f32> = (0..n * c * h * w)
+        .map(|_| rng.random_range(-2.0..2.0))
+        .collect();
     let boxes = random_boxes(&mut rng, 5);
     let b2i = [0i64, 0, 1, 1, 1];
     let it: Tensor<4> = Tensor::from_data(TensorData::new(imgs.clone(), [n, c, h, w]), &device);
     let idx: Tensor<1, Int> = Tensor::from_data(TensorData::new(b2i.to_vec(), [5]), &device);
-    let got = crop_bbox_batch(it, &boxes, idx, s, s).to_data().try_to_vec::<f32>().unwrap();
+    let got = crop_bbox_batch(it, &boxes, idx, s, s)
+        .to_data()
+        .try_to_vec::<f32>()
+        .unwrap();
     let mut want = vec![0f32; 5 * c * s * s];
     for (k, b) in boxes.iter().enumerate() {
         let img = &imgs[b2i[k] as usize * c * h * w..(b2i[k] as usize + 1) * c * h * w];
-        let (x0, y0, x1, y1) = (2.0 * b[0] - 1.0, 2.0 * b[1] - 1.0, 2.0 * b[2] - 1.0, 2.0 * b[3] - 1.0);
+        let (x0, y0, x1, y1) = (
+            2.0 * b[0] - 1.0,
+            2.0 * b[1] - 1.0,
+            2.0 * b[2] - 1.0,
+            2.0 * b[3] - 1.0,
+        );
         let (w1, w2) = (linspace(1.0, 0.0, s), linspace(0.0, 1.0, s));
         let mut px = vec![0f32; c];
         for r in 0..s {
             for col in 0..s {
                 px.fill(0.0);
-                sample(img, c, h, w, x0 * w1[col] + x1 * w2[col], y0 * w1[r] + y1 * w2[r], &mut px);
+                sample(
+                    img,
+                    c,
+                    h,
+                    w,
+                    x0 * w1[col] + x1 * w2[col],
+                    y0 * w1[r] + y1 * w2[r],
+                    &mut px,
+                );
                 for ch in 0..c {
                     want[((k * c + ch) * s + r) * s + col] = px[ch];
                 }

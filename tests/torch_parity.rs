@@ -11,8 +11,8 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 use indexmap::IndexMap;
-use sg2im::io::model_file::{load_any, NetState};
-use sg2im::io::safetensors_io::{read_safetensors, RawTensor};
+use sg2im::io::model_file::{NetState, load_any};
+use sg2im::io::safetensors_io::{RawTensor, read_safetensors};
 use sg2im::model::generator::{GraphBatch, Sg2Im, Sg2ImConfig};
 use sg2im::model::params::{shapes, to_device};
 use sg2im::scene_graph::{encode, read_scene_graphs};
@@ -20,7 +20,11 @@ use sg2im::vocab::Vocab;
 use std::path::PathBuf;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/torch_parity")).join(name)
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/fixtures/torch_parity"
+    ))
+    .join(name)
 }
 
 fn load_fixture(name: &str) -> IndexMap<String, RawTensor> {
@@ -58,13 +62,16 @@ fn vocab() -> Vocab {
 /// `ref_small.safetensors` is a bare state dict: configuration from `model_kwargs.json` + `vocab.json`.
 fn load_safetensors_state(device: &Device) -> Sg2Im {
     let mut kwargs: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture("model_kwargs.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(fixture("model_kwargs.json")).unwrap())
+            .unwrap();
     kwargs["vocab"] = serde_json::to_value(vocab()).unwrap();
     let state = load_fixture("ref_small.safetensors")
         .into_iter()
         .map(|(k, t)| (k, t.to_data_f32()))
         .collect();
-    Sg2Im::from_net_state(&NetState { kwargs, state }, device, "ref_small.safetensors").unwrap().0
+    Sg2Im::from_net_state(&NetState { kwargs, state }, device, "ref_small.safetensors")
+        .unwrap()
+        .0
 }
 
 fn load_model(file: &str, device: &Device) -> Sg2Im {
@@ -72,7 +79,9 @@ fn load_model(file: &str, device: &Device) -> Sg2Im {
         return load_safetensors_state(device);
     }
     let bundle = load_any(fixture(file)).unwrap();
-    Sg2Im::from_net_state(&bundle.generator, device, file).unwrap().0
+    Sg2Im::from_net_state(&bundle.generator, device, file)
+        .unwrap()
+        .0
 }
 
 const SETS: [(&str, &str); 4] = [
@@ -90,12 +99,25 @@ fn scene_graph_encoding_matches_encode_scene_graphs() {
         let graphs = read_scene_graphs(fixture(file)).unwrap();
         let enc = encode(&graphs, &v, file).unwrap();
         assert_eq!(enc.objs, out[&format!("{set}.objs")].to_i64(), "{set} objs");
-        assert_eq!(enc.obj_to_img, out[&format!("{set}.obj_to_img")].to_i64(), "{set} obj_to_img");
+        assert_eq!(
+            enc.obj_to_img,
+            out[&format!("{set}.obj_to_img")].to_i64(),
+            "{set} obj_to_img"
+        );
         let triples: Vec<i64> = enc.triples.iter().flatten().copied().collect();
-        assert_eq!(triples, out[&format!("{set}.triples")].to_i64(), "{set} triples");
+        assert_eq!(
+            triples,
+            out[&format!("{set}.triples")].to_i64(),
+            "{set} triples"
+        );
     }
     // Spec §2.4 worked example: the sheep file has 42 objects and 63 triples.
-    let sheep = encode(&read_scene_graphs(fixture("figure_6_sheep.json")).unwrap(), &v, "sheep").unwrap();
+    let sheep = encode(
+        &read_scene_graphs(fixture("figure_6_sheep.json")).unwrap(),
+        &v,
+        "sheep",
+    )
+    .unwrap();
     assert_eq!((sheep.objs.len(), sheep.triples.len()), (42, 63));
 }
 
@@ -104,7 +126,12 @@ fn eval_outputs_match_for_every_checkpoint_format() {
     let device = Device::flex();
     let out = load_fixture("outputs.safetensors");
     let want = |k: &str| out[k].to_f32();
-    for file in ["ref_small.pt", "ref_small_legacy.pt", "ref_small_full_legacy.pt", "ref_small.safetensors"] {
+    for file in [
+        "ref_small.pt",
+        "ref_small_legacy.pt",
+        "ref_small_full_legacy.pt",
+        "ref_small.safetensors",
+    ] {
         let mut model = load_model(file, &device);
         for (set, _) in SETS {
             let objs = out[&format!("{set}.objs")].to_i64();
@@ -117,8 +144,14 @@ fn eval_outputs_match_for_every_checkpoint_format() {
             let pred = model.forward(&g, None, None, None);
             for (k, t) in [
                 ("pred.boxes_pred", data_f32(&pred.boxes_pred)),
-                ("pred.masks_pred", data_f32(pred.masks_pred.as_ref().unwrap())),
-                ("pred.mask_scores", data_f32(pred.mask_scores.as_ref().unwrap())),
+                (
+                    "pred.masks_pred",
+                    data_f32(pred.masks_pred.as_ref().unwrap()),
+                ),
+                (
+                    "pred.mask_scores",
+                    data_f32(pred.mask_scores.as_ref().unwrap()),
+                ),
                 ("pred.rel_scores", data_f32(&pred.rel_scores)),
                 ("pred.obj_vecs_gconv0", data_f32(&pred.obj_vecs_gconv0)),
                 ("pred.pred_vecs_gconv0", data_f32(&pred.pred_vecs_gconv0)),
@@ -127,19 +160,52 @@ fn eval_outputs_match_for_every_checkpoint_format() {
             ] {
                 assert_close(&ctx(k), &t, &want(&format!("{set}.{k}")), 1e-5, 1e-4);
             }
-            assert_close(&ctx("pred.layout"), &data_f32(&pred.layout), &want(&format!("{set}.pred.layout")), 1e-4, 1e-4);
-            assert_close(&ctx("pred.imgs_pred"), &data_f32(&pred.imgs), &want(&format!("{set}.pred.imgs_pred")), 1e-4, 1e-4);
+            assert_close(
+                &ctx("pred.layout"),
+                &data_f32(&pred.layout),
+                &want(&format!("{set}.pred.layout")),
+                1e-4,
+                1e-4,
+            );
+            assert_close(
+                &ctx("pred.imgs_pred"),
+                &data_f32(&pred.imgs),
+                &want(&format!("{set}.pred.imgs_pred")),
+                1e-4,
+                1e-4,
+            );
 
-            let boxes_gt: Vec<[f32; 4]> =
-                want(&format!("{set}.boxes_gt")).chunks(4).map(|c| [c[0], c[1], c[2], c[3]]).collect();
+            let boxes_gt: Vec<[f32; 4]> = want(&format!("{set}.boxes_gt"))
+                .chunks(4)
+                .map(|c| [c[0], c[1], c[2], c[3]])
+                .collect();
             let gtbox = model.forward(&g, Some(&boxes_gt), None, None);
-            assert_close(&ctx("gtbox.layout"), &data_f32(&gtbox.layout), &want(&format!("{set}.gtbox.layout")), 1e-4, 1e-4);
-            assert_close(&ctx("gtbox.imgs_pred"), &data_f32(&gtbox.imgs), &want(&format!("{set}.gtbox.imgs_pred")), 1e-4, 1e-4);
+            assert_close(
+                &ctx("gtbox.layout"),
+                &data_f32(&gtbox.layout),
+                &want(&format!("{set}.gtbox.layout")),
+                1e-4,
+                1e-4,
+            );
+            assert_close(
+                &ctx("gtbox.imgs_pred"),
+                &data_f32(&gtbox.imgs),
+                &want(&format!("{set}.gtbox.imgs_pred")),
+                1e-4,
+                1e-4,
+            );
 
             let m = &out[&format!("{set}.masks_gt")];
-            let masks: Tensor<3> = Tensor::from_data(TensorData::new(m.to_f32(), m.shape.clone()), &device);
+            let masks: Tensor<3> =
+                Tensor::from_data(TensorData::new(m.to_f32(), m.shape.clone()), &device);
             let gtbm = model.forward(&g, Some(&boxes_gt), Some(masks), None);
-            assert_close(&ctx("gtboxmask.layout"), &data_f32(&gtbm.layout), &want(&format!("{set}.gtboxmask.layout")), 1e-4, 1e-4);
+            assert_close(
+                &ctx("gtboxmask.layout"),
+                &data_f32(&gtbm.layout),
+                &want(&format!("{set}.gtboxmask.layout")),
+                1e-4,
+                1e-4,
+            );
             assert_close(
                 &ctx("gtboxmask.imgs_pred"),
                 &data_f32(&gtbm.imgs),
@@ -168,16 +234,32 @@ fn read_keys(file: &str, prefix: &str) -> Vec<(String, Vec<usize>)> {
 fn coco_like_vocab(num_objs: usize) -> Vocab {
     let mut names: Vec<String> = (0..num_objs).map(|i| format!("obj{i}")).collect();
     names[0] = "__image__".into();
-    let preds: Vec<String> = ["__in_image__", "left of", "right of", "above", "below", "inside", "surrounding"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let preds: Vec<String> = [
+        "__in_image__",
+        "left of",
+        "right of",
+        "above",
+        "below",
+        "inside",
+        "surrounding",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     Vocab {
-        object_name_to_idx: names.iter().enumerate().map(|(i, n)| (n.clone(), i as i64)).collect(),
+        object_name_to_idx: names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), i as i64))
+            .collect(),
         object_idx_to_name: names,
         attribute_name_to_idx: None,
         attribute_idx_to_name: None,
-        pred_name_to_idx: preds.iter().enumerate().map(|(i, n)| (n.clone(), i as i64)).collect(),
+        pred_name_to_idx: preds
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), i as i64))
+            .collect(),
         pred_idx_to_name: preds,
     }
 }
@@ -189,7 +271,12 @@ fn state_dict_keys_and_shapes_match_the_original() {
     assert_eq!(shapes(&small), read_keys("state_dict_keys_small.txt", ""));
 
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);
-    let coco = Sg2Im::init(&Sg2ImConfig::train_defaults(coco_like_vocab(183)), &device, &mut rng).unwrap();
+    let coco = Sg2Im::init(
+        &Sg2ImConfig::train_defaults(coco_like_vocab(183)),
+        &device,
+        &mut rng,
+    )
+    .unwrap();
     assert_eq!(shapes(&coco), read_keys("state_dict_keys_coco64.txt", ""));
     // Spec §21.1 counts 28 158 223 trainable parameters for 184 objects (185 embedding rows);
     // the fixture's vocabulary has 183 objects, one 128-wide embedding row fewer.
@@ -198,26 +285,49 @@ fn state_dict_keys_and_shapes_match_the_original() {
 
 #[test]
 fn discriminators_state_dicts_match_the_original() {
-    use sg2im::model::discriminators::{AcCropDiscriminator, AcCropDiscriminatorConfig, DiscriminatorConfig, PatchDiscriminator};
+    use sg2im::model::discriminators::{
+        AcCropDiscriminator, AcCropDiscriminatorConfig, DiscriminatorConfig, PatchDiscriminator,
+    };
     let device = Device::flex();
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);
     let d_obj = AcCropDiscriminator::init(
-        &AcCropDiscriminatorConfig { vocab: coco_like_vocab(183), cnn: DiscriminatorConfig::train_defaults(), object_size: 32 },
+        &AcCropDiscriminatorConfig {
+            vocab: coco_like_vocab(183),
+            cnn: DiscriminatorConfig::train_defaults(),
+            object_size: 32,
+        },
         &device,
         &mut rng,
     )
     .unwrap();
-    let d_img = PatchDiscriminator::init(&DiscriminatorConfig::train_defaults(), &device, &mut rng).unwrap();
-    assert_eq!(shapes(&d_obj), read_keys("state_dict_keys_coco64_discriminators.txt", "d_obj."));
-    assert_eq!(shapes(&d_img), read_keys("state_dict_keys_coco64_discriminators.txt", "d_img."));
+    let d_img = PatchDiscriminator::init(&DiscriminatorConfig::train_defaults(), &device, &mut rng)
+        .unwrap();
+    assert_eq!(
+        shapes(&d_obj),
+        read_keys("state_dict_keys_coco64_discriminators.txt", "d_obj.")
+    );
+    assert_eq!(
+        shapes(&d_img),
+        read_keys("state_dict_keys_coco64_discriminators.txt", "d_img.")
+    );
     assert_eq!(sg2im::model::params::num_trainable(&d_img), 659_521);
 
     // The released-model layout: both discriminators load from the full legacy checkpoint.
     let bundle = load_any(fixture("ref_small_full_legacy.pt")).unwrap();
-    let d_obj = AcCropDiscriminator::from_net_state(bundle.d_obj.as_ref().unwrap(), &device, "d_obj").unwrap();
-    let d_img = PatchDiscriminator::from_net_state(bundle.d_img.as_ref().unwrap(), &device, "d_img").unwrap();
-    assert_eq!(shapes(&d_obj), read_keys("state_dict_keys_small_discriminators.txt", "d_obj."));
-    assert_eq!(shapes(&d_img), read_keys("state_dict_keys_small_discriminators.txt", "d_img."));
+    let d_obj =
+        AcCropDiscriminator::from_net_state(bundle.d_obj.as_ref().unwrap(), &device, "d_obj")
+            .unwrap();
+    let d_img =
+        PatchDiscriminator::from_net_state(bundle.d_img.as_ref().unwrap(), &device, "d_img")
+            .unwrap();
+    assert_eq!(
+        shapes(&d_obj),
+        read_keys("state_dict_keys_small_discriminators.txt", "d_obj.")
+    );
+    assert_eq!(
+        shapes(&d_img),
+        read_keys("state_dict_keys_small_discriminators.txt", "d_img.")
+    );
 }
 
 /// One train-mode forward + backward from the `ref_small` weights (README "train_parity").
@@ -229,10 +339,15 @@ fn train_case(case: &str, with_masks: bool) {
     let tr = tp["batch.triples"].to_i64();
     let triples: Vec<[i64; 3]> = tr.chunks(3).map(|c| [c[0], c[1], c[2]]).collect();
     let o2i = tp["batch.obj_to_img"].to_i64();
-    let boxes: Vec<[f32; 4]> = f("batch.boxes").chunks(4).map(|c| [c[0], c[1], c[2], c[3]]).collect();
-    let imgs: Tensor<4> = Tensor::from_data(TensorData::new(f("batch.imgs"), [3, 3, 32, 32]), &device);
+    let boxes: Vec<[f32; 4]> = f("batch.boxes")
+        .chunks(4)
+        .map(|c| [c[0], c[1], c[2], c[3]])
+        .collect();
+    let imgs: Tensor<4> =
+        Tensor::from_data(TensorData::new(f("batch.imgs"), [3, 3, 32, 32]), &device);
     let boxes_t: Tensor<2> = Tensor::from_data(TensorData::new(f("batch.boxes"), [15, 4]), &device);
-    let masks: Tensor<3> = Tensor::from_data(TensorData::new(f("batch.masks"), [15, 8, 8]), &device);
+    let masks: Tensor<3> =
+        Tensor::from_data(TensorData::new(f("batch.masks"), [15, 8, 8]), &device);
 
     // Three passes from the same weights: total loss, then L1 and box MSE alone (gradient norms).
     let run = |which: &str| {
@@ -255,26 +370,76 @@ fn train_case(case: &str, with_masks: bool) {
 
     let (model, out, [l1, mse, total], grads) = run("total");
     let c = |k: &str| format!("{case}.{k}");
-    assert_close(&c("imgs_pred"), &data_f32(&out.imgs), &f(&c("imgs_pred")), 1e-4, 1e-4);
-    assert_close(&c("layout"), &data_f32(&out.layout), &f(&c("layout")), 1e-4, 1e-4);
-    assert_close(&c("boxes_pred"), &data_f32(&out.boxes_pred), &f(&c("boxes_pred")), 1e-5, 1e-4);
-    assert_close(&c("masks_pred"), &data_f32(out.masks_pred.as_ref().unwrap()), &f(&c("masks_pred")), 1e-5, 1e-4);
-    assert_close(&c("obj_vecs"), &data_f32(&out.obj_vecs), &f(&c("obj_vecs")), 1e-5, 1e-4);
-    assert_close(&c("loss.L1_pixel_loss"), &data_f32(&l1), &f(&c("loss.L1_pixel_loss")), 0.0, 1e-5);
-    assert_close(&c("loss.bbox_pred_mse"), &data_f32(&mse), &f(&c("loss.bbox_pred_mse")), 0.0, 1e-5);
-    assert_close(&c("loss.total"), &data_f32(&total), &f(&c("loss.total")), 0.0, 1e-5);
+    assert_close(
+        &c("imgs_pred"),
+        &data_f32(&out.imgs),
+        &f(&c("imgs_pred")),
+        1e-4,
+        1e-4,
+    );
+    assert_close(
+        &c("layout"),
+        &data_f32(&out.layout),
+        &f(&c("layout")),
+        1e-4,
+        1e-4,
+    );
+    assert_close(
+        &c("boxes_pred"),
+        &data_f32(&out.boxes_pred),
+        &f(&c("boxes_pred")),
+        1e-5,
+        1e-4,
+    );
+    assert_close(
+        &c("masks_pred"),
+        &data_f32(out.masks_pred.as_ref().unwrap()),
+        &f(&c("masks_pred")),
+        1e-5,
+        1e-4,
+    );
+    assert_close(
+        &c("obj_vecs"),
+        &data_f32(&out.obj_vecs),
+        &f(&c("obj_vecs")),
+        1e-5,
+        1e-4,
+    );
+    assert_close(
+        &c("loss.L1_pixel_loss"),
+        &data_f32(&l1),
+        &f(&c("loss.L1_pixel_loss")),
+        0.0,
+        1e-5,
+    );
+    assert_close(
+        &c("loss.bbox_pred_mse"),
+        &data_f32(&mse),
+        &f(&c("loss.bbox_pred_mse")),
+        0.0,
+        1e-5,
+    );
+    assert_close(
+        &c("loss.total"),
+        &data_f32(&total),
+        &f(&c("loss.total")),
+        0.0,
+        1e-5,
+    );
 
     let grad_of = |model: &Sg2Im, grads: &burn::tensor::Gradients, name: &str| -> Vec<f32> {
         let mut found = None;
         sg2im::model::params::Params::visit(model, "", &mut |k, _, t| {
             if k == name {
                 use sg2im::model::params::ParamRef;
-                found = Some(match t {
-                    ParamRef::R1(t) => t.grad(grads).map(|g| data_f32(&g)),
-                    ParamRef::R2(t) => t.grad(grads).map(|g| data_f32(&g)),
-                    ParamRef::R4(t) => t.grad(grads).map(|g| data_f32(&g)),
-                }
-                .unwrap_or_else(|| vec![0.0; t.dims().iter().product()]));
+                found = Some(
+                    match t {
+                        ParamRef::R1(t) => t.grad(grads).map(|g| data_f32(&g)),
+                        ParamRef::R2(t) => t.grad(grads).map(|g| data_f32(&g)),
+                        ParamRef::R4(t) => t.grad(grads).map(|g| data_f32(&g)),
+                    }
+                    .unwrap_or_else(|| vec![0.0; t.dims().iter().product()]),
+                );
             }
         });
         found.unwrap_or_else(|| panic!("no parameter {name}"))
@@ -288,7 +453,13 @@ fn train_case(case: &str, with_masks: bool) {
         "refinement_net.output_conv.2.weight",
     ];
     for n in names {
-        assert_close(&c(&format!("grad.total.{n}")), &grad_of(&model, &grads, n), &f(&c(&format!("grad.total.{n}"))), 1e-5, 1e-3);
+        assert_close(
+            &c(&format!("grad.total.{n}")),
+            &grad_of(&model, &grads, n),
+            &f(&c(&format!("grad.total.{n}"))),
+            1e-5,
+            1e-3,
+        );
     }
     for which in ["L1_pixel_loss", "bbox_pred_mse"] {
         let (model, _, _, grads) = run(which);
@@ -304,7 +475,13 @@ fn train_case(case: &str, with_masks: bool) {
     sg2im::model::params::Params::visit(&model, "", &mut |k, _, t| {
         let key = c(&format!("bn_after.{k}"));
         if (k.ends_with("running_mean") || k.ends_with("running_var")) && tp.contains_key(&key) {
-            assert_close(&key, &t.to_data().convert::<f32>().try_to_vec::<f32>().unwrap(), &f(&key), 1e-6, 1e-4);
+            assert_close(
+                &key,
+                &t.to_data().convert::<f32>().try_to_vec::<f32>().unwrap(),
+                &f(&key),
+                1e-6,
+                1e-4,
+            );
             checked += 1;
         }
     });

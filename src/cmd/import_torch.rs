@@ -2,8 +2,8 @@
 
 use anyhow::Context;
 use sg2im::io::model_file::{load_torch_checkpoint, save_model_file};
-use sg2im::model::generator::Sg2Im;
 use sg2im::model::discriminators::{AcCropDiscriminator, PatchDiscriminator};
+use sg2im::model::generator::Sg2Im;
 use sg2im::model::params::num_trainable;
 use std::path::PathBuf;
 
@@ -29,10 +29,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut out = bundle.clone();
     out.generator = g.to_net_state();
     if let Some(d) = &bundle.d_obj {
-        out.d_obj = Some(AcCropDiscriminator::from_net_state(d, &device, &format!("{what}: d_obj_state"))?.to_net_state());
+        out.d_obj = Some(
+            AcCropDiscriminator::from_net_state(d, &device, &format!("{what}: d_obj_state"))?
+                .to_net_state(),
+        );
     }
     if let Some(d) = &bundle.d_img {
-        out.d_img = Some(PatchDiscriminator::from_net_state(d, &device, &format!("{what}: d_img_state"))?.to_net_state());
+        out.d_img = Some(
+            PatchDiscriminator::from_net_state(d, &device, &format!("{what}: d_img_state"))?
+                .to_net_state(),
+        );
     }
     save_model_file(&args.output, &out).context("writing the model file")?;
     let c = &g.config;
@@ -45,8 +51,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         c.vocab.num_objects(),
         c.vocab.num_predicates(),
         num_trainable(&g),
-        if out.d_obj.is_some() { ", object discriminator" } else { "" },
-        if out.d_img.is_some() { ", image discriminator" } else { "" },
+        if out.d_obj.is_some() {
+            ", object discriminator"
+        } else {
+            ""
+        },
+        if out.d_img.is_some() {
+            ", image discriminator"
+        } else {
+            ""
+        },
     );
     Ok(())
 }

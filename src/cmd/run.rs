@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use sg2im::device::DeviceChoice;
-use sg2im::inference::{run_model, RunOptions};
+use sg2im::inference::{RunOptions, run_model};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -12,7 +12,11 @@ pub struct Args {
     checkpoint: PathBuf,
     /// JSON list of scene graphs (`--scene_graphs` is accepted too, as argparse's prefix
     /// matching allowed in the original).
-    #[arg(long = "scene_graphs_json", alias = "scene_graphs", default_value = "scene_graphs/figure_6_sheep.json")]
+    #[arg(
+        long = "scene_graphs_json",
+        alias = "scene_graphs",
+        default_value = "scene_graphs/figure_6_sheep.json"
+    )]
     scene_graphs_json: PathBuf,
     #[arg(long = "output_dir", default_value = "outputs")]
     output_dir: PathBuf,
@@ -51,6 +55,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         seed: args.seed,
     };
     let written = run_model(&opts, &device).context("sg2im run")?;
-    println!("wrote {} images to {}", written.len(), opts.output_dir.display());
+    println!(
+        "wrote {} images to {}",
+        written.len(),
+        opts.output_dir.display()
+    );
     Ok(())
 }

@@ -6,7 +6,7 @@
 //! including the vocabulary), and optionally `d_obj_kwargs`, `d_img_kwargs`, `args` (JSON).
 //! [`load_any`] also reads an original `.pt` checkpoint (zip or legacy `torch.save` format).
 
-use crate::io::safetensors_io::{parse_safetensors, write_safetensors, RawTensor};
+use crate::io::safetensors_io::{RawTensor, parse_safetensors, write_safetensors};
 use crate::io::torch;
 use crate::{Error, Result};
 use burn::tensor::TensorData;
@@ -79,15 +79,23 @@ fn parse_model_file(bytes: &[u8], what: &str) -> Result<ModelBundle> {
     }
     let json = |key: &str| -> Result<Option<Value>> {
         meta.get(key)
-            .map(|s| serde_json::from_str(s).map_err(|e| Error::invalid(format!("{what}: metadata {key:?}: {e}"))))
+            .map(|s| {
+                serde_json::from_str(s)
+                    .map_err(|e| Error::invalid(format!("{what}: metadata {key:?}: {e}")))
+            })
             .transpose()
     };
     let net = |prefix: &str, kw_key: &str| -> Result<Option<NetState>> {
-        let Some(kwargs) = json(kw_key)? else { return Ok(None) };
+        let Some(kwargs) = json(kw_key)? else {
+            return Ok(None);
+        };
         let p = format!("{prefix}.");
         let state = tensors
             .iter()
-            .filter_map(|(k, t)| k.strip_prefix(&p).map(|rest| (rest.to_string(), raw_to_data(t))))
+            .filter_map(|(k, t)| {
+                k.strip_prefix(&p)
+                    .map(|rest| (rest.to_string(), raw_to_data(t)))
+            })
             .collect();
         Ok(Some(NetState { kwargs, state }))
     };
@@ -103,16 +111,19 @@ fn parse_model_file(bytes: &[u8], what: &str) -> Result<ModelBundle> {
 
 fn raw_to_data(t: &RawTensor) -> TensorData {
     match t.dtype {
-        safetensors::Dtype::I64 | safetensors::Dtype::I32 => TensorData::new(t.to_i64(), t.shape.clone()),
+        safetensors::Dtype::I64 | safetensors::Dtype::I32 => {
+            TensorData::new(t.to_i64(), t.shape.clone())
+        }
         _ => t.to_data_f32(),
     }
 }
 
 fn torch_to_data(t: &torch::TorchTensor) -> TensorData {
     match t.dtype {
-        torch::TorchDType::I64 | torch::TorchDType::I32 | torch::TorchDType::I16 | torch::TorchDType::I8 => {
-            TensorData::new(t.to_i64(), t.shape.clone())
-        }
+        torch::TorchDType::I64
+        | torch::TorchDType::I32
+        | torch::TorchDType::I16
+        | torch::TorchDType::I8 => TensorData::new(t.to_i64(), t.shape.clone()),
         _ => TensorData::new(t.to_f32(), t.shape.clone()),
     }
 }
@@ -129,7 +140,9 @@ pub fn load_torch_checkpoint(path: impl AsRef<Path>) -> Result<ModelBundle> {
         )));
     }
     let net = |kw_key: &str, state_key: &str| -> Result<Option<NetState>> {
-        let (Some(kw), Some(st)) = (root.get(kw_key), root.get(state_key)) else { return Ok(None) };
+        let (Some(kw), Some(st)) = (root.get(kw_key), root.get(state_key)) else {
+            return Ok(None);
+        };
         if matches!(st, torch::PyValue::None) {
             return Ok(None);
         }
@@ -137,14 +150,18 @@ pub fn load_torch_checkpoint(path: impl AsRef<Path>) -> Result<ModelBundle> {
             .iter()
             .map(|(k, t)| (k.clone(), torch_to_data(t)))
             .collect();
-        Ok(Some(NetState { kwargs: kw.to_json(), state }))
+        Ok(Some(NetState {
+            kwargs: kw.to_json(),
+            state,
+        }))
     };
     let generator = net("model_kwargs", "model_state")?.ok_or_else(|| {
         Error::invalid(format!(
             "{what}: not an sg2im checkpoint: expected keys \"model_kwargs\" and \"model_state\""
         ))
     })?;
-    let nonempty = |n: Option<NetState>| n.filter(|n| n.kwargs.as_object().is_some_and(|o| !o.is_empty()));
+    let nonempty =
+        |n: Option<NetState>| n.filter(|n| n.kwargs.as_object().is_some_and(|o| !o.is_empty()));
     Ok(ModelBundle {
         generator,
         d_obj: nonempty(net("d_obj_kwargs", "d_obj_state")?),

@@ -19,13 +19,25 @@ pub struct RawTensor {
 
 impl RawTensor {
     pub fn f32(shape: Vec<usize>, v: &[f32]) -> Self {
-        Self { dtype: Dtype::F32, shape, bytes: v.iter().flat_map(|x| x.to_le_bytes()).collect() }
+        Self {
+            dtype: Dtype::F32,
+            shape,
+            bytes: v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        }
     }
     pub fn i64(shape: Vec<usize>, v: &[i64]) -> Self {
-        Self { dtype: Dtype::I64, shape, bytes: v.iter().flat_map(|x| x.to_le_bytes()).collect() }
+        Self {
+            dtype: Dtype::I64,
+            shape,
+            bytes: v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        }
     }
     pub fn u8(shape: Vec<usize>, v: &[u8]) -> Self {
-        Self { dtype: Dtype::U8, shape, bytes: v.to_vec() }
+        Self {
+            dtype: Dtype::U8,
+            shape,
+            bytes: v.to_vec(),
+        }
     }
 
     /// From a Burn tensor's data (float32, int64 or bool/u8 kept as they are).
@@ -35,9 +47,21 @@ impl RawTensor {
             DType::I64 => Self::i64(shape, &data.try_to_vec::<i64>().unwrap_or_default()),
             DType::I32 => Self::i64(
                 shape,
-                &data.try_to_vec::<i32>().unwrap_or_default().iter().map(|&x| x as i64).collect::<Vec<_>>(),
+                &data
+                    .try_to_vec::<i32>()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|&x| x as i64)
+                    .collect::<Vec<_>>(),
             ),
-            _ => Self::f32(shape, &data.clone().convert::<f32>().try_to_vec::<f32>().unwrap_or_default()),
+            _ => Self::f32(
+                shape,
+                &data
+                    .clone()
+                    .convert::<f32>()
+                    .try_to_vec::<f32>()
+                    .unwrap_or_default(),
+            ),
         }
     }
 
@@ -45,13 +69,22 @@ impl RawTensor {
     pub fn to_f32(&self) -> Vec<f32> {
         let b = &self.bytes;
         match self.dtype {
-            Dtype::F32 => b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            Dtype::F32 => b
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
             Dtype::F64 => b
                 .chunks_exact(8)
                 .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32)
                 .collect(),
-            Dtype::F16 => b.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-            Dtype::BF16 => b.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            Dtype::F16 => b
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => b
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
             _ => self.to_i64().into_iter().map(|x| x as f32).collect(),
         }
     }
@@ -60,9 +93,18 @@ impl RawTensor {
     pub fn to_i64(&self) -> Vec<i64> {
         let b = &self.bytes;
         match self.dtype {
-            Dtype::I64 => b.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))).collect(),
-            Dtype::I32 => b.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64).collect(),
-            Dtype::I16 => b.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]]) as i64).collect(),
+            Dtype::I64 => b
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
+                .collect(),
+            Dtype::I32 => b
+                .chunks_exact(4)
+                .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64)
+                .collect(),
+            Dtype::I16 => b
+                .chunks_exact(2)
+                .map(|c| i16::from_le_bytes([c[0], c[1]]) as i64)
+                .collect(),
             Dtype::I8 => b.iter().map(|&x| x as i8 as i64).collect(),
             Dtype::U8 | Dtype::BOOL => b.iter().map(|&x| x as i64).collect(),
             _ => self.to_f32().into_iter().map(|x| x as i64).collect(),
@@ -96,15 +138,22 @@ pub fn write_safetensors(
 }
 
 /// Reads every tensor (in file order) and the metadata of a safetensors file.
-pub fn read_safetensors(path: impl AsRef<Path>) -> Result<(IndexMap<String, RawTensor>, HashMap<String, String>)> {
+pub fn read_safetensors(
+    path: impl AsRef<Path>,
+) -> Result<(IndexMap<String, RawTensor>, HashMap<String, String>)> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     parse_safetensors(&bytes, &path.display().to_string())
 }
 
 /// Parses safetensors bytes; `what` names the source in errors.
-pub fn parse_safetensors(bytes: &[u8], what: &str) -> Result<(IndexMap<String, RawTensor>, HashMap<String, String>)> {
-    let bad = |e: safetensors::SafeTensorError| Error::invalid(format!("{what}: not a valid safetensors file: {e}"));
+pub fn parse_safetensors(
+    bytes: &[u8],
+    what: &str,
+) -> Result<(IndexMap<String, RawTensor>, HashMap<String, String>)> {
+    let bad = |e: safetensors::SafeTensorError| {
+        Error::invalid(format!("{what}: not a valid safetensors file: {e}"))
+    };
     let (_, meta) = SafeTensors::read_metadata(bytes).map_err(bad)?;
     let st = SafeTensors::deserialize(bytes).map_err(bad)?;
     let mut names: Vec<(usize, String)> = meta
@@ -118,7 +167,11 @@ pub fn parse_safetensors(bytes: &[u8], what: &str) -> Result<(IndexMap<String, R
         let v = st.tensor(&name).map_err(bad)?;
         out.insert(
             name,
-            RawTensor { dtype: v.dtype(), shape: v.shape().to_vec(), bytes: v.data().to_vec() },
+            RawTensor {
+                dtype: v.dtype(),
+                shape: v.shape().to_vec(),
+                bytes: v.data().to_vec(),
+            },
         );
     }
     Ok((out, meta.metadata().clone().unwrap_or_default()))

@@ -56,7 +56,12 @@ pub fn push_weights(g: f32, size: usize, row: &mut [f32]) {
 
 /// Interpolation matrices for placing each object's `src×src` source into its box on an `H×W`
 /// canvas (`layout.py`, §6.1): returns `Wy (O, H, src)` and `Wxᵀ (O, src, W)` as flat vectors.
-pub fn box_to_canvas_weights(boxes: &[[f32; 4]], h: usize, w: usize, src: usize) -> (Vec<f32>, Vec<f32>) {
+pub fn box_to_canvas_weights(
+    boxes: &[[f32; 4]],
+    h: usize,
+    w: usize,
+    src: usize,
+) -> (Vec<f32>, Vec<f32>) {
     let xs = linspace(0.0, 1.0, w);
     let ys = linspace(0.0, 1.0, h);
     let o = boxes.len();
@@ -84,7 +89,13 @@ pub fn box_to_canvas_weights(boxes: &[[f32; 4]], h: usize, w: usize, src: usize)
 
 /// Interpolation matrices for cropping each box out of an `H×W` image into `hh×ww`
 /// (`bilinear.crop_bbox`, "cudnn" path, §9.2): returns `Wy (B, hh, H)` and `Wxᵀ (B, W, ww)`.
-pub fn crop_weights(boxes: &[[f32; 4]], h: usize, w: usize, hh: usize, ww: usize) -> (Vec<f32>, Vec<f32>) {
+pub fn crop_weights(
+    boxes: &[[f32; 4]],
+    h: usize,
+    w: usize,
+    hh: usize,
+    ww: usize,
+) -> (Vec<f32>, Vec<f32>) {
     let (x_start, x_end) = (linspace(1.0, 0.0, ww), linspace(0.0, 1.0, ww));
     let (y_start, y_end) = (linspace(1.0, 0.0, hh), linspace(0.0, 1.0, hh));
     let nb = boxes.len();
@@ -94,7 +105,12 @@ pub fn crop_weights(boxes: &[[f32; 4]], h: usize, w: usize, hh: usize, ww: usize
     let mut row_x = vec![0f32; w];
     for (k, b) in boxes.iter().enumerate() {
         // Boxes go from [0, 1] to [-1, 1] first: b' = 2b - 1.
-        let (x0, y0, x1, y1) = (2.0 * b[0] - 1.0, 2.0 * b[1] - 1.0, 2.0 * b[2] - 1.0, 2.0 * b[3] - 1.0);
+        let (x0, y0, x1, y1) = (
+            2.0 * b[0] - 1.0,
+            2.0 * b[1] - 1.0,
+            2.0 * b[2] - 1.0,
+            2.0 * b[3] - 1.0,
+        );
         for r in 0..hh {
             row_y.fill(0.0);
             push_weights(y_start[r] * y0 + y_end[r] * y1, h, &mut row_y);
@@ -131,7 +147,10 @@ pub fn crop_bbox_batch(
     let per_box = feats.select(0, box_to_img); // (B, C, H, W)
     let x = per_box.reshape([b, c * h, w]).matmul(wxt); // (B, C·H, WW)
     let x = x.reshape([b * c, h, ww]);
-    let wy = wy.unsqueeze_dim::<4>(1).repeat_dim(1, c).reshape([b * c, hh, h]);
+    let wy = wy
+        .unsqueeze_dim::<4>(1)
+        .repeat_dim(1, c)
+        .reshape([b * c, hh, h]);
     wy.matmul(x).reshape([b, c, hh, ww])
 }
 

@@ -1,6 +1,8 @@
 //! Cascaded refinement network (`crn.py`, §7): the image decoder.
 
-use crate::model::layers::{upsample_nearest, Activation, BatchNorm, Conv2d, Init, Layer, Normalization, Sequential};
+use crate::model::layers::{
+    Activation, BatchNorm, Conv2d, Init, Layer, Normalization, Sequential, upsample_nearest,
+};
 use crate::{Error, Result};
 use burn::tensor::module::avg_pool2d;
 use burn::tensor::ops::AvgPoolOptions;
@@ -28,9 +30,20 @@ impl RefinementModule {
         let mut net = Sequential::default();
         let mut c_in = layout_dim + input_dim;
         for _ in 0..2 {
-            net.layers.push(Layer::Conv2d(Conv2d::init(c_in, output_dim, 3, 1, 1, Init::KaimingNormal, device, rng)));
+            net.layers.push(Layer::Conv2d(Conv2d::init(
+                c_in,
+                output_dim,
+                3,
+                1,
+                1,
+                Init::KaimingNormal,
+                device,
+                rng,
+            )));
             match norm {
-                Normalization::Batch => net.layers.push(Layer::BatchNorm(BatchNorm::init(output_dim, device, rng))),
+                Normalization::Batch => net
+                    .layers
+                    .push(Layer::BatchNorm(BatchNorm::init(output_dim, device, rng))),
                 Normalization::Instance => net.layers.push(Layer::InstanceNorm),
                 Normalization::None => {}
             }
@@ -79,17 +92,40 @@ impl RefinementNetwork {
         let mut refinement_modules = Vec::new();
         for m in 1..dims.len() {
             let input_dim = if m == 1 { 1 } else { dims[m - 1] };
-            refinement_modules.push(RefinementModule::init(layout_dim, input_dim, dims[m], norm, act, device, rng));
+            refinement_modules.push(RefinementModule::init(
+                layout_dim, input_dim, dims[m], norm, act, device, rng,
+            ));
         }
         let last = *dims.last().expect("at least one refinement dim");
         let output_conv = Sequential {
             layers: vec![
-                Layer::Conv2d(Conv2d::init(last, last, 3, 1, 1, Init::KaimingNormal, device, rng)),
+                Layer::Conv2d(Conv2d::init(
+                    last,
+                    last,
+                    3,
+                    1,
+                    1,
+                    Init::KaimingNormal,
+                    device,
+                    rng,
+                )),
                 Layer::Act(act.clone()),
-                Layer::Conv2d(Conv2d::init(last, 3, 1, 1, 0, Init::KaimingNormal, device, rng)),
+                Layer::Conv2d(Conv2d::init(
+                    last,
+                    3,
+                    1,
+                    1,
+                    0,
+                    Init::KaimingNormal,
+                    device,
+                    rng,
+                )),
             ],
         };
-        Self { refinement_modules, output_conv }
+        Self {
+            refinement_modules,
+            output_conv,
+        }
     }
 
     /// Checks that an `H×W` layout can be decoded by `k` modules: both sides must be divisible by

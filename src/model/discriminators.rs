@@ -1,19 +1,19 @@
 //! Discriminators (`discriminators.py`, §8): the patch image discriminator and the object
 //! discriminator with auxiliary classifier over bilinear crops of the object boxes.
 
+use crate::io::model_file::NetState;
 use crate::model::bilinear::crop_bbox_batch;
 use crate::model::layers::{
-    build_cnn, Activation, CnnArch, CnnOptions, Conv2d, Init, Layer, Linear, Normalization, Padding, PoolKind,
-    Sequential,
+    Activation, CnnArch, CnnOptions, Conv2d, Init, Layer, Linear, Normalization, Padding, PoolKind,
+    Sequential, build_cnn,
 };
-use crate::io::model_file::NetState;
 use crate::model::losses::cross_entropy;
 use crate::model::params::{load_state_dict, state_dict};
-use rand::SeedableRng;
 use crate::vocab::Vocab;
 use crate::{Error, Result};
 use burn::tensor::{Device, Int, Tensor};
-use serde_json::{json, Value};
+use rand::SeedableRng;
+use serde_json::{Value, json};
 
 /// CNN options shared by both discriminators (their kwargs minus vocab and crop size).
 #[derive(Debug, Clone, PartialEq)]
@@ -58,7 +58,9 @@ impl DiscriminatorConfig {
                     .map(|x| x.as_str().unwrap_or_default().to_string())
                     .collect::<Vec<_>>()
                     .join(",")),
-                Some(v) => Err(Error::invalid(format!("{what}.{k}: expected a string, got {v}"))),
+                Some(v) => Err(Error::invalid(format!(
+                    "{what}.{k}: expected a string, got {v}"
+                ))),
             }
         };
         let ctx = |k: &'static str| move |e: Error| Error::invalid(format!("{what}.{k}: {e}"));
@@ -68,8 +70,11 @@ impl DiscriminatorConfig {
             .and(get("arch", ""))?;
         Ok(Self {
             arch: CnnArch::parse(&arch).map_err(ctx("arch"))?,
-            normalization: get("normalization", default_norm)?.parse().map_err(ctx("normalization"))?,
-            activation: Activation::from_original(&get("activation", default_act)?).map_err(ctx("activation"))?,
+            normalization: get("normalization", default_norm)?
+                .parse()
+                .map_err(ctx("normalization"))?,
+            activation: Activation::from_original(&get("activation", default_act)?)
+                .map_err(ctx("activation"))?,
             padding: get("padding", "same")?.parse().map_err(ctx("padding"))?,
             pooling: get("pooling", "avg")?.parse().map_err(ctx("pooling"))?,
         })
@@ -78,7 +83,10 @@ impl DiscriminatorConfig {
     fn to_kwargs(&self) -> serde_json::Map<String, Value> {
         let mut m = serde_json::Map::new();
         m.insert("arch".into(), json!(self.arch.to_string()));
-        m.insert("normalization".into(), json!(self.normalization.to_string()));
+        m.insert(
+            "normalization".into(),
+            json!(self.normalization.to_string()),
+        );
         m.insert("activation".into(), json!(self.activation.spelling()));
         m.insert("padding".into(), json!(self.padding.to_string()));
         m
@@ -97,11 +105,19 @@ pub struct PatchDiscriminator {
 crate::impl_params!(PatchDiscriminator { cnn => "cnn", classifier => "classifier" });
 
 impl PatchDiscriminator {
-    pub fn init(config: &DiscriminatorConfig, device: &Device, rng: &mut dyn rand::RngCore) -> Result<Self> {
+    pub fn init(
+        config: &DiscriminatorConfig,
+        device: &Device,
+        rng: &mut dyn rand::RngCore,
+    ) -> Result<Self> {
         let arch = config.arch.clone().with_input_channels(3);
         let (cnn, out) = build_cnn(&arch, &config.options(), device, rng)?;
         let classifier = Conv2d::init(out, 1, 1, 1, 0, Init::Default, device, rng);
-        Ok(Self { config: config.clone(), cnn, classifier })
+        Ok(Self {
+            config: config.clone(),
+            cnn,
+            classifier,
+        })
     }
 
     /// # Shapes
@@ -155,7 +171,11 @@ pub struct AcCropDiscriminator {
 crate::impl_params!(AcCropDiscriminator { discriminator => "discriminator" });
 
 impl AcCropDiscriminator {
-    pub fn init(config: &AcCropDiscriminatorConfig, device: &Device, rng: &mut dyn rand::RngCore) -> Result<Self> {
+    pub fn init(
+        config: &AcCropDiscriminatorConfig,
+        device: &Device,
+        rng: &mut dyn rand::RngCore,
+    ) -> Result<Self> {
         let arch = config.cnn.arch.clone().with_input_channels(3);
         let (inner, out) = build_cnn(&arch, &config.cnn.options(), device, rng)?;
         let cnn = Sequential {
@@ -166,10 +186,15 @@ impl AcCropDiscriminator {
             ],
         };
         let real_classifier = Linear::init(1024, 1, Init::Default, device, rng);
-        let obj_classifier = Linear::init(1024, config.vocab.num_objects(), Init::Default, device, rng);
+        let obj_classifier =
+            Linear::init(1024, config.vocab.num_objects(), Init::Default, device, rng);
         Ok(Self {
             config: config.clone(),
-            discriminator: AcDiscriminator { cnn, real_classifier, obj_classifier },
+            discriminator: AcDiscriminator {
+                cnn,
+                real_classifier,
+                obj_classifier,
+            },
         })
     }
 
@@ -191,9 +216,16 @@ impl AcCropDiscriminator {
     }
 
     /// `AcDiscriminator.forward` on ready crops `(O, 3, S, S)` with labels `(O,)`.
-    pub fn forward_crops(&mut self, crops: Tensor<4>, objs: Tensor<1, Int>) -> (Tensor<2>, Tensor<1>) {
+    pub fn forward_crops(
+        &mut self,
+        crops: Tensor<4>,
+        objs: Tensor<1, Int>,
+    ) -> (Tensor<2>, Tensor<1>) {
         let d = &mut self.discriminator;
-        let vecs = d.cnn.forward_map(crops.clone()).reshape([crops.dims()[0], 1024]);
+        let vecs = d
+            .cnn
+            .forward_map(crops.clone())
+            .reshape([crops.dims()[0], 1024]);
         let real_scores = d.real_classifier.forward(vecs.clone());
         let obj_scores = d.obj_classifier.forward(vecs);
         (real_scores, cross_entropy(obj_scores, objs))
@@ -202,7 +234,10 @@ impl AcCropDiscriminator {
     /// The original's `d_obj_kwargs` (with the vocabulary).
     pub fn to_kwargs(&self) -> Value {
         let mut m = self.config.cnn.to_kwargs();
-        m.insert("vocab".into(), serde_json::to_value(&self.config.vocab).expect("vocab serialises"));
+        m.insert(
+            "vocab".into(),
+            serde_json::to_value(&self.config.vocab).expect("vocab serialises"),
+        );
         m.insert("object_size".into(), json!(self.config.object_size));
         Value::Object(m)
     }
@@ -219,19 +254,25 @@ impl AcCropDiscriminator {
         .map_err(|e| Error::invalid(format!("d_obj_kwargs.vocab: {e}")))?;
         let object_size = match kw.get("object_size") {
             None | Some(Value::Null) => 64,
-            Some(v) => v
-                .as_u64()
-                .ok_or_else(|| Error::invalid(format!("d_obj_kwargs.object_size: expected an integer, got {v}")))?
-                as usize,
+            Some(v) => v.as_u64().ok_or_else(|| {
+                Error::invalid(format!(
+                    "d_obj_kwargs.object_size: expected an integer, got {v}"
+                ))
+            })? as usize,
         };
-        Ok(AcCropDiscriminatorConfig { vocab, cnn, object_size })
+        Ok(AcCropDiscriminatorConfig {
+            vocab,
+            cnn,
+            object_size,
+        })
     }
 }
 
 impl PatchDiscriminator {
     /// Rebuilds from `d_img_kwargs` and `d_img_state`.
     pub fn from_net_state(net: &NetState, device: &Device, what: &str) -> Result<Self> {
-        let cfg = Self::config_from_kwargs(&net.kwargs).map_err(|e| Error::invalid(format!("{what}: {e}")))?;
+        let cfg = Self::config_from_kwargs(&net.kwargs)
+            .map_err(|e| Error::invalid(format!("{what}: {e}")))?;
         let mut d = Self::init(&cfg, device, &mut rand::rngs::StdRng::seed_from_u64(0))?;
         load_state_dict(&mut d, &net.state, device, what)?;
         Ok(d)
@@ -240,7 +281,10 @@ impl PatchDiscriminator {
     pub fn to_net_state(&self) -> NetState {
         NetState {
             kwargs: self.to_kwargs(),
-            state: state_dict(self).into_iter().map(|(k, _, v)| (k, v)).collect(),
+            state: state_dict(self)
+                .into_iter()
+                .map(|(k, _, v)| (k, v))
+                .collect(),
         }
     }
 }
@@ -248,7 +292,8 @@ impl PatchDiscriminator {
 impl AcCropDiscriminator {
     /// Rebuilds from `d_obj_kwargs` and `d_obj_state`.
     pub fn from_net_state(net: &NetState, device: &Device, what: &str) -> Result<Self> {
-        let cfg = Self::config_from_kwargs(&net.kwargs).map_err(|e| Error::invalid(format!("{what}: {e}")))?;
+        let cfg = Self::config_from_kwargs(&net.kwargs)
+            .map_err(|e| Error::invalid(format!("{what}: {e}")))?;
         let mut d = Self::init(&cfg, device, &mut rand::rngs::StdRng::seed_from_u64(0))?;
         load_state_dict(&mut d, &net.state, device, what)?;
         Ok(d)
@@ -257,7 +302,10 @@ impl AcCropDiscriminator {
     pub fn to_net_state(&self) -> NetState {
         NetState {
             kwargs: self.to_kwargs(),
-            state: state_dict(self).into_iter().map(|(k, _, v)| (k, v)).collect(),
+            state: state_dict(self)
+                .into_iter()
+                .map(|(k, _, v)| (k, v))
+                .collect(),
         }
     }
 }

@@ -1,21 +1,22 @@
 //! The generator `Sg2ImModel` (`model.py`, §5): embeddings → graph convolution → box / mask
 //! regression → layout → cascaded refinement network.
 
+use crate::io::model_file::NetState;
 use crate::model::crn::RefinementNetwork;
 use crate::model::graph::{Edges, GconvPooling, GraphTripleConv};
 use crate::model::layers::{
-    build_mlp, Activation, BatchNorm, Conv2d, Embedding, Init, Layer, Linear, Normalization, Sequential,
+    Activation, BatchNorm, Conv2d, Embedding, Init, Layer, Linear, Normalization, Sequential,
+    build_mlp,
 };
 use crate::model::layout::{boxes_to_layout, masks_to_layout};
-use crate::io::model_file::NetState;
-use crate::model::params::{load_state_dict, state_dict, ParamKind, ParamMut, ParamRef, Params};
-use rand::SeedableRng;
+use crate::model::params::{ParamKind, ParamMut, ParamRef, Params, load_state_dict, state_dict};
 use crate::vocab::Vocab;
 use crate::{Error, Result};
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+use rand::SeedableRng;
 use rand_distr::{Distribution as _, StandardNormal};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 /// Constructor arguments of `Sg2ImModel` (§5.1), typed. The original's strings are parsed once,
 /// in [`Sg2ImConfig::from_model_kwargs`].
@@ -45,7 +46,12 @@ pub struct Sg2ImConfig {
 }
 
 /// Keys of old checkpoints that the original ignores with a warning (§5.1, §19.5).
-const DEPRECATED_KWARGS: [&str; 4] = ["vec_noise_dim", "gconv_mode", "box_anchor", "decouple_obj_predictions"];
+const DEPRECATED_KWARGS: [&str; 4] = [
+    "vec_noise_dim",
+    "gconv_mode",
+    "box_anchor",
+    "decouple_obj_predictions",
+];
 
 impl Sg2ImConfig {
     /// The configuration `scripts/train.py` builds with its default flags (§24.3).
@@ -70,13 +76,20 @@ impl Sg2ImConfig {
     /// Checks what the original would only find out by crashing mid-forward.
     pub fn validate(&self) -> Result<()> {
         if self.mask_size > 0 && !self.mask_size.is_power_of_two() {
-            return Err(Error::invalid(format!("mask_size {} must be a power of 2", self.mask_size)));
+            return Err(Error::invalid(format!(
+                "mask_size {} must be a power of 2",
+                self.mask_size
+            )));
         }
         if self.refinement_dims.is_empty() {
-            return Err(Error::invalid("refinement_dims must list at least one width"));
+            return Err(Error::invalid(
+                "refinement_dims must list at least one width",
+            ));
         }
         if self.vocab.num_objects() == 0 || self.vocab.num_predicates() == 0 {
-            return Err(Error::invalid("the vocabulary has no objects or no predicates"));
+            return Err(Error::invalid(
+                "the vocabulary has no objects or no predicates",
+            ));
         }
         if self.mlp_normalization == Normalization::Instance {
             return Err(Error::invalid("mlp_normalization must be none or batch"));
@@ -93,13 +106,27 @@ impl Sg2ImConfig {
             .ok_or_else(|| Error::invalid("model_kwargs: expected a dict"))?;
         let mut warnings = Vec::new();
         let known = [
-            "vocab", "image_size", "embedding_dim", "gconv_dim", "gconv_hidden_dim", "gconv_pooling",
-            "gconv_num_layers", "mlp_normalization", "refinement_dims", "normalization", "activation",
-            "mask_size", "layout_noise_dim",
+            "vocab",
+            "image_size",
+            "embedding_dim",
+            "gconv_dim",
+            "gconv_hidden_dim",
+            "gconv_pooling",
+            "gconv_num_layers",
+            "mlp_normalization",
+            "refinement_dims",
+            "normalization",
+            "activation",
+            "mask_size",
+            "layout_noise_dim",
         ];
         for k in obj.keys() {
             if !known.contains(&k.as_str()) {
-                let why = if DEPRECATED_KWARGS.contains(&k.as_str()) { "deprecated" } else { "unknown" };
+                let why = if DEPRECATED_KWARGS.contains(&k.as_str()) {
+                    "deprecated"
+                } else {
+                    "unknown"
+                };
                 warnings.push(format!("ignoring {why} model_kwargs key {k:?}"));
             }
         }
@@ -108,17 +135,18 @@ impl Sg2ImConfig {
             match field(name) {
                 None => Ok(default),
                 Some(v) => v.as_u64().map(|x| x as usize).ok_or_else(|| {
-                    Error::invalid(format!("model_kwargs.{name}: expected a non-negative integer, got {v}"))
+                    Error::invalid(format!(
+                        "model_kwargs.{name}: expected a non-negative integer, got {v}"
+                    ))
                 }),
             }
         };
         let str_of = |name: &str, default: &str| -> Result<String> {
             match field(name) {
                 None => Ok(default.to_string()),
-                Some(v) => v
-                    .as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| Error::invalid(format!("model_kwargs.{name}: expected a string, got {v}"))),
+                Some(v) => v.as_str().map(str::to_string).ok_or_else(|| {
+                    Error::invalid(format!("model_kwargs.{name}: expected a string, got {v}"))
+                }),
             }
         };
         let vocab_v = obj
@@ -135,10 +163,15 @@ impl Sg2ImConfig {
                 let s = n.as_u64().unwrap_or(0) as usize;
                 (s, s)
             }
-            Some(Value::Array(a)) if a.len() == 2 && a.iter().all(|x| x.as_u64().is_some()) => {
-                (a[0].as_u64().unwrap_or(0) as usize, a[1].as_u64().unwrap_or(0) as usize)
+            Some(Value::Array(a)) if a.len() == 2 && a.iter().all(|x| x.as_u64().is_some()) => (
+                a[0].as_u64().unwrap_or(0) as usize,
+                a[1].as_u64().unwrap_or(0) as usize,
+            ),
+            Some(v) => {
+                return Err(Error::invalid(format!(
+                    "model_kwargs.image_size: expected [H, W], got {v}"
+                )));
             }
-            Some(v) => return Err(Error::invalid(format!("model_kwargs.image_size: expected [H, W], got {v}"))),
         };
         let refinement_dims = match field("refinement_dims") {
             None => vec![1024, 512, 256, 128, 64],
@@ -146,8 +179,14 @@ impl Sg2ImConfig {
                 .iter()
                 .map(|x| x.as_u64().map(|v| v as usize))
                 .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| Error::invalid("model_kwargs.refinement_dims: expected a list of integers"))?,
-            Some(v) => return Err(Error::invalid(format!("model_kwargs.refinement_dims: expected a list, got {v}"))),
+                .ok_or_else(|| {
+                    Error::invalid("model_kwargs.refinement_dims: expected a list of integers")
+                })?,
+            Some(v) => {
+                return Err(Error::invalid(format!(
+                    "model_kwargs.refinement_dims: expected a list, got {v}"
+                )));
+            }
         };
         let parse_ctx = |name: &str, e: Error| Error::invalid(format!("model_kwargs.{name}: {e}"));
         let cfg = Self {
@@ -156,7 +195,9 @@ impl Sg2ImConfig {
             embedding_dim: usize_of("embedding_dim", 64)?,
             gconv_dim: usize_of("gconv_dim", 128)?,
             gconv_hidden_dim: usize_of("gconv_hidden_dim", 512)?,
-            gconv_pooling: str_of("gconv_pooling", "avg")?.parse().map_err(|e| parse_ctx("gconv_pooling", e))?,
+            gconv_pooling: str_of("gconv_pooling", "avg")?
+                .parse()
+                .map_err(|e| parse_ctx("gconv_pooling", e))?,
             gconv_num_layers: usize_of("gconv_num_layers", 5)?,
             mlp_normalization: str_of("mlp_normalization", "none")?
                 .parse()
@@ -213,7 +254,13 @@ pub struct GraphBatch {
 
 impl GraphBatch {
     /// Checks every index against the vocabulary and the object count, then uploads.
-    pub fn new(objs: &[i64], triples: &[[i64; 3]], obj_to_img: &[i64], vocab: &Vocab, device: &Device) -> Result<Self> {
+    pub fn new(
+        objs: &[i64],
+        triples: &[[i64; 3]],
+        obj_to_img: &[i64],
+        vocab: &Vocab,
+        device: &Device,
+    ) -> Result<Self> {
         let o = objs.len();
         if obj_to_img.len() != o {
             return Err(Error::invalid(format!(
@@ -221,7 +268,10 @@ impl GraphBatch {
                 obj_to_img.len()
             )));
         }
-        if let Some(&bad) = objs.iter().find(|&&x| x < 0 || x as usize >= vocab.num_objects()) {
+        if let Some(&bad) = objs
+            .iter()
+            .find(|&&x| x < 0 || x as usize >= vocab.num_objects())
+        {
             return Err(Error::invalid(format!(
                 "object index {bad} is outside the vocabulary ({} objects)",
                 vocab.num_objects()
@@ -260,7 +310,13 @@ impl GraphBatch {
 
     /// Packs a collated dataset batch.
     pub fn from_batch(batch: &crate::data::Batch, vocab: &Vocab, device: &Device) -> Result<Self> {
-        Self::new(&batch.objs, &batch.triples, &batch.obj_to_img, vocab, device)
+        Self::new(
+            &batch.objs,
+            &batch.triples,
+            &batch.obj_to_img,
+            vocab,
+            device,
+        )
     }
 }
 
@@ -352,7 +408,11 @@ crate::impl_params!(Sg2Im {
 
 impl Sg2Im {
     /// Builds the generator with PyTorch 0.4's initialisation, deterministic from `rng`.
-    pub fn init(config: &Sg2ImConfig, device: &Device, rng: &mut dyn rand::RngCore) -> Result<Self> {
+    pub fn init(
+        config: &Sg2ImConfig,
+        device: &Device,
+        rng: &mut dyn rand::RngCore,
+    ) -> Result<Self> {
         config.validate()?;
         let c = config;
         let (e, g, hd) = (c.embedding_dim, c.gconv_dim, c.gconv_hidden_dim);
@@ -364,7 +424,15 @@ impl Sg2Im {
         let gconv = if c.gconv_num_layers == 0 {
             Gconv::Linear(Linear::init(e, g, Init::Default, device, rng))
         } else {
-            Gconv::Triple(GraphTripleConv::init(e, g, hd, c.gconv_pooling, bn, device, rng))
+            Gconv::Triple(GraphTripleConv::init(
+                e,
+                g,
+                hd,
+                c.gconv_pooling,
+                bn,
+                device,
+                rng,
+            ))
         };
         let gconv_net = (c.gconv_num_layers > 1).then(|| GraphTripleConvNet {
             gconvs: (1..c.gconv_num_layers)
@@ -376,7 +444,8 @@ impl Sg2Im {
         let rel_aux_net = build_mlp(&[2 * e + 8, hd, num_preds], bn, Init::Default, device, rng);
         let mut dims = vec![g + c.layout_noise_dim];
         dims.extend_from_slice(&c.refinement_dims);
-        let refinement_net = RefinementNetwork::init(&dims, c.normalization, &c.activation, device, rng);
+        let refinement_net =
+            RefinementNetwork::init(&dims, c.normalization, &c.activation, device, rng);
         Ok(Self {
             config: c.clone(),
             obj_embeddings,
@@ -391,7 +460,12 @@ impl Sg2Im {
     }
 
     /// Standard-normal layout noise `(N, Z, H, W)` drawn from `rng` (reproducible; §21.5.11).
-    pub fn sample_noise(&self, num_images: usize, rng: &mut dyn rand::RngCore, device: &Device) -> Tensor<4> {
+    pub fn sample_noise(
+        &self,
+        num_images: usize,
+        rng: &mut dyn rand::RngCore,
+        device: &Device,
+    ) -> Tensor<4> {
         let (h, w) = self.config.image_size;
         let z = self.config.layout_noise_dim;
         let n = num_images * z * h * w;
@@ -423,7 +497,8 @@ impl Sg2Im {
             }
         };
         let layout_masks = masks_gt.or_else(|| graph.masks_pred.clone());
-        let (imgs, layout) = self.forward_image(g, &graph.obj_vecs, layout_boxes, layout_masks, noise);
+        let (imgs, layout) =
+            self.forward_image(g, &graph.obj_vecs, layout_boxes, layout_masks, noise);
         GeneratorOutput {
             imgs,
             boxes_pred: graph.boxes_pred,
@@ -520,13 +595,24 @@ impl Sg2Im {
         let device = obj_vecs.device();
         let size = self.config.image_size;
         let layout = match (self.mask_net.is_some(), masks) {
-            (true, Some(m)) => masks_to_layout(obj_vecs.clone(), boxes, m, &g.obj_to_img, g.num_images, size),
+            (true, Some(m)) => masks_to_layout(
+                obj_vecs.clone(),
+                boxes,
+                m,
+                &g.obj_to_img,
+                g.num_images,
+                size,
+            ),
             _ => boxes_to_layout(obj_vecs.clone(), boxes, &g.obj_to_img, g.num_images, size),
         };
         let z = self.config.layout_noise_dim;
         let crn_input = if z > 0 {
             let noise = noise.unwrap_or_else(|| {
-                Tensor::random([g.num_images, z, size.0, size.1], Distribution::Normal(0.0, 1.0), &device)
+                Tensor::random(
+                    [g.num_images, z, size.0, size.1],
+                    Distribution::Normal(0.0, 1.0),
+                    &device,
+                )
             });
             Tensor::cat(vec![layout.clone(), noise], 1)
         } else {
@@ -537,9 +623,13 @@ impl Sg2Im {
 
     /// Rebuilds a generator from its kwargs and state dict (ours or an original checkpoint's),
     /// in eval mode. Returns the warnings the original would print for ignored kwargs.
-    pub fn from_net_state(net: &NetState, device: &Device, what: &str) -> Result<(Self, Vec<String>)> {
-        let (cfg, warnings) =
-            Sg2ImConfig::from_model_kwargs(&net.kwargs).map_err(|e| Error::invalid(format!("{what}: {e}")))?;
+    pub fn from_net_state(
+        net: &NetState,
+        device: &Device,
+        what: &str,
+    ) -> Result<(Self, Vec<String>)> {
+        let (cfg, warnings) = Sg2ImConfig::from_model_kwargs(&net.kwargs)
+            .map_err(|e| Error::invalid(format!("{what}: {e}")))?;
         // The random initial weights are overwritten by the state dict.
         let mut rng = rand::rngs::StdRng::seed_from_u64(0);
         let mut model = Self::init(&cfg, device, &mut rng)?;
@@ -552,7 +642,10 @@ impl Sg2Im {
     pub fn to_net_state(&self) -> NetState {
         NetState {
             kwargs: self.config.to_model_kwargs(),
-            state: state_dict(self).into_iter().map(|(k, _, v)| (k, v)).collect(),
+            state: state_dict(self)
+                .into_iter()
+                .map(|(k, _, v)| (k, v))
+                .collect(),
         }
     }
 
@@ -564,21 +657,51 @@ impl Sg2Im {
 
 /// Reads `(O, 4)` boxes back to the host.
 pub fn host_boxes(t: &Tensor<2>) -> Vec<[f32; 4]> {
-    let v: Vec<f32> = t.to_data().convert::<f32>().try_to_vec::<f32>().unwrap_or_default();
-    v.chunks_exact(4).map(|c| [c[0], c[1], c[2], c[3]]).collect()
+    let v: Vec<f32> = t
+        .to_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap_or_default();
+    v.chunks_exact(4)
+        .map(|c| [c[0], c[1], c[2], c[3]])
+        .collect()
 }
 
 /// `_build_mask_net` (§5.3): `[Upsample×2, BatchNorm2d, Conv3×3, ReLU]` until `M`, then a 1×1 conv.
-fn build_mask_net(dim: usize, mask_size: usize, device: &Device, rng: &mut dyn rand::RngCore) -> Sequential {
+fn build_mask_net(
+    dim: usize,
+    mask_size: usize,
+    device: &Device,
+    rng: &mut dyn rand::RngCore,
+) -> Sequential {
     let mut seq = Sequential::default();
     let mut cur = 1;
     while cur < mask_size {
         seq.layers.push(Layer::Upsample(2));
-        seq.layers.push(Layer::BatchNorm(BatchNorm::init(dim, device, rng)));
-        seq.layers.push(Layer::Conv2d(Conv2d::init(dim, dim, 3, 1, 1, Init::Default, device, rng)));
+        seq.layers
+            .push(Layer::BatchNorm(BatchNorm::init(dim, device, rng)));
+        seq.layers.push(Layer::Conv2d(Conv2d::init(
+            dim,
+            dim,
+            3,
+            1,
+            1,
+            Init::Default,
+            device,
+            rng,
+        )));
         seq.layers.push(Layer::Act(Activation::Relu));
         cur *= 2;
     }
-    seq.layers.push(Layer::Conv2d(Conv2d::init(dim, 1, 1, 1, 0, Init::Default, device, rng)));
+    seq.layers.push(Layer::Conv2d(Conv2d::init(
+        dim,
+        1,
+        1,
+        1,
+        0,
+        Init::Default,
+        device,
+        rng,
+    )));
     seq
 }

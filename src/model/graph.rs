@@ -1,6 +1,6 @@
 //! Graph convolution over scene-graph triples (`graph.py`, §4).
 
-use crate::model::layers::{build_mlp, Init, Sequential};
+use crate::model::layers::{Init, Sequential, build_mlp};
 use crate::model::params::Params;
 use burn::tensor::ops::IndexingUpdateOp;
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -108,12 +108,23 @@ impl GraphTripleConv {
             device,
             rng,
         );
-        Self { net1, net2, hidden_dim, output_dim, pooling }
+        Self {
+            net1,
+            net2,
+            hidden_dim,
+            output_dim,
+            pooling,
+        }
     }
 
     /// # Shapes
     /// `obj_vecs (O, Din)`, `pred_vecs (T, Din)` → `(O, Dout)`, `(T, Dout)`.
-    pub fn forward(&mut self, obj_vecs: Tensor<2>, pred_vecs: Tensor<2>, edges: &Edges) -> (Tensor<2>, Tensor<2>) {
+    pub fn forward(
+        &mut self,
+        obj_vecs: Tensor<2>,
+        pred_vecs: Tensor<2>,
+        edges: &Edges,
+    ) -> (Tensor<2>, Tensor<2>) {
         let [num_objs, _] = obj_vecs.dims();
         let (h, dout) = (self.hidden_dim, self.output_dim);
         let device = obj_vecs.device();
@@ -124,7 +135,9 @@ impl GraphTripleConv {
         } else {
             let cur_s = obj_vecs.clone().select(0, edges.s.clone());
             let cur_o = obj_vecs.select(0, edges.o.clone());
-            let t = self.net1.forward_vec(Tensor::cat(vec![cur_s, pred_vecs, cur_o], 1)); // (T, 2H+Dout)
+            let t = self
+                .net1
+                .forward_vec(Tensor::cat(vec![cur_s, pred_vecs, cur_o], 1)); // (T, 2H+Dout)
             let [nt, _] = t.dims();
             let new_s = t.clone().slice([0..nt, 0..h]);
             let new_p = t.clone().slice([0..nt, h..h + dout]);

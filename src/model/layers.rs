@@ -3,7 +3,7 @@
 //! slots exactly like `nn.Sequential`, the MLP builder and the CNN builder with its
 //! architecture-string grammar (`I3,C4-64-2,C4-128-2,…`).
 
-use crate::model::params::{key, ParamKind, ParamMut, ParamRef, Params};
+use crate::model::params::{ParamKind, ParamMut, ParamRef, Params, key};
 use crate::{Error, Result};
 use burn::tensor::activation::{leaky_relu, relu};
 use burn::tensor::module::{avg_pool2d, conv2d, interpolate, max_pool2d};
@@ -106,7 +106,9 @@ impl FromStr for Padding {
         match s {
             "same" => Ok(Self::Same),
             "valid" => Ok(Self::Valid),
-            _ => Err(Error::invalid(format!("invalid padding {s:?}: expected same or valid"))),
+            _ => Err(Error::invalid(format!(
+                "invalid padding {s:?}: expected same or valid"
+            ))),
         }
     }
 }
@@ -145,7 +147,9 @@ impl FromStr for PoolKind {
         match s {
             "max" => Ok(Self::Max),
             "avg" => Ok(Self::Avg),
-            _ => Err(Error::invalid(format!("invalid pooling {s:?}: expected max or avg"))),
+            _ => Err(Error::invalid(format!(
+                "invalid pooling {s:?}: expected max or avg"
+            ))),
         }
     }
 }
@@ -163,7 +167,11 @@ impl fmt::Display for PoolKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ArchToken {
     /// `C<K>-<X>[-<S>]`: K×K convolution to X channels with stride S.
-    Conv { kernel: usize, out: usize, stride: usize },
+    Conv {
+        kernel: usize,
+        out: usize,
+        stride: usize,
+    },
     /// `R`: residual block.
     Residual,
     /// `U<F>`: nearest upsampling by F.
@@ -205,7 +213,10 @@ impl CnnArch {
                 });
             } else if let Some(rest) = tok.strip_prefix('I') {
                 if i != 0 {
-                    return Err(bad(tok, "(input channels) is only allowed as the first token"));
+                    return Err(bad(
+                        tok,
+                        "(input channels) is only allowed as the first token",
+                    ));
                 }
                 input_channels = num(tok, rest)?;
             } else if let Some(rest) = tok.strip_prefix('C') {
@@ -218,7 +229,11 @@ impl CnnArch {
                 if kernel == 0 || stride == 0 {
                     return Err(bad(tok, "needs a positive kernel size and stride"));
                 }
-                tokens.push(ArchToken::Conv { kernel, out, stride });
+                tokens.push(ArchToken::Conv {
+                    kernel,
+                    out,
+                    stride,
+                });
             } else if tok == "R" {
                 tokens.push(ArchToken::Residual);
             } else if let Some(rest) = tok.strip_prefix('U') {
@@ -226,10 +241,16 @@ impl CnnArch {
             } else if let Some(rest) = tok.strip_prefix('P') {
                 tokens.push(ArchToken::Pool(num(tok, rest)?));
             } else {
-                return Err(bad(tok, "is not one of I<C>, C<K>-<X>[-<S>], R, U<F>, P<F>, FC-<Din>-<Dout>"));
+                return Err(bad(
+                    tok,
+                    "is not one of I<C>, C<K>-<X>[-<S>], R, U<F>, P<F>, FC-<Din>-<Dout>",
+                ));
             }
         }
-        Ok(Self { input_channels, tokens })
+        Ok(Self {
+            input_channels,
+            tokens,
+        })
     }
 
     /// The same architecture with a different input channel count (`I<C>` prefix).
@@ -246,8 +267,16 @@ impl fmt::Display for CnnArch {
             .tokens
             .iter()
             .map(|t| match t {
-                ArchToken::Conv { kernel, out, stride: 1 } => format!("C{kernel}-{out}"),
-                ArchToken::Conv { kernel, out, stride } => format!("C{kernel}-{out}-{stride}"),
+                ArchToken::Conv {
+                    kernel,
+                    out,
+                    stride: 1,
+                } => format!("C{kernel}-{out}"),
+                ArchToken::Conv {
+                    kernel,
+                    out,
+                    stride,
+                } => format!("C{kernel}-{out}-{stride}"),
                 ArchToken::Residual => "R".to_string(),
                 ArchToken::Upsample(k) => format!("U{k}"),
                 ArchToken::Pool(k) => format!("P{k}"),
@@ -295,7 +324,13 @@ pub struct Linear {
 }
 
 impl Linear {
-    pub fn init(d_in: usize, d_out: usize, init: Init, device: &Device, rng: &mut dyn rand::RngCore) -> Self {
+    pub fn init(
+        d_in: usize,
+        d_out: usize,
+        init: Init,
+        device: &Device,
+        rng: &mut dyn rand::RngCore,
+    ) -> Self {
         let bound = 1.0 / (d_in as f64).sqrt();
         let weight = match init {
             Init::Default => uniform_data(rng, &[d_out, d_in], bound),
@@ -316,12 +351,28 @@ impl Linear {
 
 impl Params for Linear {
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, ParamKind, ParamRef<'_>)) {
-        f(&key(prefix, "weight"), ParamKind::Trainable, ParamRef::R2(&self.weight));
-        f(&key(prefix, "bias"), ParamKind::Trainable, ParamRef::R1(&self.bias));
+        f(
+            &key(prefix, "weight"),
+            ParamKind::Trainable,
+            ParamRef::R2(&self.weight),
+        );
+        f(
+            &key(prefix, "bias"),
+            ParamKind::Trainable,
+            ParamRef::R1(&self.bias),
+        );
     }
     fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, ParamKind, ParamMut<'_>)) {
-        f(&key(prefix, "weight"), ParamKind::Trainable, ParamMut::R2(&mut self.weight));
-        f(&key(prefix, "bias"), ParamKind::Trainable, ParamMut::R1(&mut self.bias));
+        f(
+            &key(prefix, "weight"),
+            ParamKind::Trainable,
+            ParamMut::R2(&mut self.weight),
+        );
+        f(
+            &key(prefix, "bias"),
+            ParamKind::Trainable,
+            ParamMut::R1(&mut self.bias),
+        );
     }
     fn set_training(&mut self, _: bool) {}
 }
@@ -376,12 +427,28 @@ impl Conv2d {
 
 impl Params for Conv2d {
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, ParamKind, ParamRef<'_>)) {
-        f(&key(prefix, "weight"), ParamKind::Trainable, ParamRef::R4(&self.weight));
-        f(&key(prefix, "bias"), ParamKind::Trainable, ParamRef::R1(&self.bias));
+        f(
+            &key(prefix, "weight"),
+            ParamKind::Trainable,
+            ParamRef::R4(&self.weight),
+        );
+        f(
+            &key(prefix, "bias"),
+            ParamKind::Trainable,
+            ParamRef::R1(&self.bias),
+        );
     }
     fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, ParamKind, ParamMut<'_>)) {
-        f(&key(prefix, "weight"), ParamKind::Trainable, ParamMut::R4(&mut self.weight));
-        f(&key(prefix, "bias"), ParamKind::Trainable, ParamMut::R1(&mut self.bias));
+        f(
+            &key(prefix, "weight"),
+            ParamKind::Trainable,
+            ParamMut::R4(&mut self.weight),
+        );
+        f(
+            &key(prefix, "bias"),
+            ParamKind::Trainable,
+            ParamMut::R1(&mut self.bias),
+        );
     }
     fn set_training(&mut self, _: bool) {}
 }
@@ -433,7 +500,11 @@ impl BatchNorm {
             let count = n * h * w;
             let mean = x.clone().mean_dim(0).mean_dim(2).mean_dim(3); // (1, C, 1, 1)
             let centered = x.clone() - mean.clone();
-            let var = centered.powf_scalar(2.0).mean_dim(0).mean_dim(2).mean_dim(3);
+            let var = centered
+                .powf_scalar(2.0)
+                .mean_dim(0)
+                .mean_dim(2)
+                .mean_dim(3);
             let unbiased = if count > 1 {
                 var.clone().detach() * (count as f64 / (count - 1) as f64)
             } else {
@@ -458,16 +529,48 @@ impl BatchNorm {
 
 impl Params for BatchNorm {
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, ParamKind, ParamRef<'_>)) {
-        f(&key(prefix, "weight"), ParamKind::Trainable, ParamRef::R1(&self.weight));
-        f(&key(prefix, "bias"), ParamKind::Trainable, ParamRef::R1(&self.bias));
-        f(&key(prefix, "running_mean"), ParamKind::Buffer, ParamRef::R1(&self.running_mean));
-        f(&key(prefix, "running_var"), ParamKind::Buffer, ParamRef::R1(&self.running_var));
+        f(
+            &key(prefix, "weight"),
+            ParamKind::Trainable,
+            ParamRef::R1(&self.weight),
+        );
+        f(
+            &key(prefix, "bias"),
+            ParamKind::Trainable,
+            ParamRef::R1(&self.bias),
+        );
+        f(
+            &key(prefix, "running_mean"),
+            ParamKind::Buffer,
+            ParamRef::R1(&self.running_mean),
+        );
+        f(
+            &key(prefix, "running_var"),
+            ParamKind::Buffer,
+            ParamRef::R1(&self.running_var),
+        );
     }
     fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, ParamKind, ParamMut<'_>)) {
-        f(&key(prefix, "weight"), ParamKind::Trainable, ParamMut::R1(&mut self.weight));
-        f(&key(prefix, "bias"), ParamKind::Trainable, ParamMut::R1(&mut self.bias));
-        f(&key(prefix, "running_mean"), ParamKind::Buffer, ParamMut::R1(&mut self.running_mean));
-        f(&key(prefix, "running_var"), ParamKind::Buffer, ParamMut::R1(&mut self.running_var));
+        f(
+            &key(prefix, "weight"),
+            ParamKind::Trainable,
+            ParamMut::R1(&mut self.weight),
+        );
+        f(
+            &key(prefix, "bias"),
+            ParamKind::Trainable,
+            ParamMut::R1(&mut self.bias),
+        );
+        f(
+            &key(prefix, "running_mean"),
+            ParamKind::Buffer,
+            ParamMut::R1(&mut self.running_mean),
+        );
+        f(
+            &key(prefix, "running_var"),
+            ParamKind::Buffer,
+            ParamMut::R1(&mut self.running_var),
+        );
     }
     fn set_training(&mut self, training: bool) {
         self.training = training;
@@ -505,10 +608,18 @@ impl Embedding {
 
 impl Params for Embedding {
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, ParamKind, ParamRef<'_>)) {
-        f(&key(prefix, "weight"), ParamKind::Trainable, ParamRef::R2(&self.weight));
+        f(
+            &key(prefix, "weight"),
+            ParamKind::Trainable,
+            ParamRef::R2(&self.weight),
+        );
     }
     fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, ParamKind, ParamMut<'_>)) {
-        f(&key(prefix, "weight"), ParamKind::Trainable, ParamMut::R2(&mut self.weight));
+        f(
+            &key(prefix, "weight"),
+            ParamKind::Trainable,
+            ParamMut::R2(&mut self.weight),
+        );
     }
     fn set_training(&mut self, _: bool) {}
 }
@@ -681,12 +792,19 @@ pub fn upsample_nearest(x: Tensor<4>, factor: usize) -> Tensor<4> {
     let [_, _, h, w] = x.dims();
     interpolate(
         x,
-        InterpolateOptions::new(InterpolateMode::Nearest).with_output_size([h * factor, w * factor]),
+        InterpolateOptions::new(InterpolateMode::Nearest)
+            .with_output_size([h * factor, w * factor]),
     )
 }
 
 /// The normalisation slot for `c` channels, or nothing for `"none"` (which removes the slot).
-fn push_norm(seq: &mut Sequential, norm: Normalization, c: usize, device: &Device, rng: &mut dyn rand::RngCore) {
+fn push_norm(
+    seq: &mut Sequential,
+    norm: Normalization,
+    c: usize,
+    device: &Device,
+    rng: &mut dyn rand::RngCore,
+) {
     match norm {
         Normalization::Batch => seq.push(Layer::BatchNorm(BatchNorm::init(c, device, rng))),
         Normalization::Instance => seq.push(Layer::InstanceNorm),
@@ -706,7 +824,9 @@ pub fn build_mlp(
 ) -> Sequential {
     let mut seq = Sequential::default();
     for pair in dims.windows(2) {
-        seq.push(Layer::Linear(Linear::init(pair[0], pair[1], init, device, rng)));
+        seq.push(Layer::Linear(Linear::init(
+            pair[0], pair[1], init, device, rng,
+        )));
         if batch_norm {
             seq.push(Layer::BatchNorm(BatchNorm::init(pair[1], device, rng)));
         }
@@ -738,19 +858,37 @@ pub fn build_cnn(
     let mut flat = false;
     for (i, tok) in arch.tokens.iter().enumerate() {
         match *tok {
-            ArchToken::Conv { kernel, out, stride } => {
+            ArchToken::Conv {
+                kernel,
+                out,
+                stride,
+            } => {
                 if !first_conv {
                     push_norm(&mut seq, opts.normalization, cur, device, rng);
                     seq.push(Layer::Act(opts.activation.clone()));
                 }
                 first_conv = false;
                 let pad = opts.padding.amount(kernel)?;
-                seq.push(Layer::Conv2d(Conv2d::init(cur, out, kernel, stride, pad, Init::Default, device, rng)));
+                seq.push(Layer::Conv2d(Conv2d::init(
+                    cur,
+                    out,
+                    kernel,
+                    stride,
+                    pad,
+                    Init::Default,
+                    device,
+                    rng,
+                )));
                 cur = out;
             }
             ArchToken::Residual => {
-                let norm = if first_conv { Normalization::None } else { opts.normalization };
-                let block = ResidualBlock::init(cur, norm, &opts.activation, opts.padding, device, rng)?;
+                let norm = if first_conv {
+                    Normalization::None
+                } else {
+                    opts.normalization
+                };
+                let block =
+                    ResidualBlock::init(cur, norm, &opts.activation, opts.padding, device, rng)?;
                 seq.push(Layer::Residual(block));
                 first_conv = false;
             }
@@ -761,7 +899,13 @@ pub fn build_cnn(
                     seq.push(Layer::Flatten);
                 }
                 flat = true;
-                seq.push(Layer::Linear(Linear::init(input, output, Init::Default, device, rng)));
+                seq.push(Layer::Linear(Linear::init(
+                    input,
+                    output,
+                    Init::Default,
+                    device,
+                    rng,
+                )));
                 if i + 1 < arch.tokens.len() {
                     seq.push(Layer::Act(opts.activation.clone()));
                 }
@@ -801,7 +945,16 @@ impl ResidualBlock {
         for _ in 0..2 {
             push_norm(&mut net, norm, c, device, rng);
             net.push(Layer::Act(act.clone()));
-            net.push(Layer::Conv2d(Conv2d::init(c, c, 3, 1, pad, Init::Default, device, rng)));
+            net.push(Layer::Conv2d(Conv2d::init(
+                c,
+                c,
+                3,
+                1,
+                pad,
+                Init::Default,
+                device,
+                rng,
+            )));
         }
         Ok(Self { net })
     }
@@ -823,7 +976,10 @@ mod tests {
     fn activation_factory_quirk() {
         assert_eq!(
             Activation::from_original("leakyrelu-0.2").unwrap(),
-            Activation::LeakyRelu { slope: 0.2, spelling: "leakyrelu-0.2".into() }
+            Activation::LeakyRelu {
+                slope: 0.2,
+                spelling: "leakyrelu-0.2".into()
+            }
         );
         // "relu" is a LeakyReLU(0.01) in the original.
         match Activation::from_original("relu").unwrap() {
@@ -834,7 +990,9 @@ mod tests {
             Activation::LeakyRelu { slope, .. } => assert_eq!(slope, 0.01),
             other => panic!("{other:?}"),
         }
-        let err = Activation::from_original("leakyrelu-x").unwrap_err().to_string();
+        let err = Activation::from_original("leakyrelu-x")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("leakyrelu-x"), "{err}");
     }
 
@@ -842,12 +1000,32 @@ mod tests {
     fn arch_grammar() {
         let a = CnnArch::parse("I3,C4-64-2,C4-128-2,C4-256-2").unwrap();
         assert_eq!(a.input_channels, 3);
-        assert_eq!(a.tokens[0], ArchToken::Conv { kernel: 4, out: 64, stride: 2 });
+        assert_eq!(
+            a.tokens[0],
+            ArchToken::Conv {
+                kernel: 4,
+                out: 64,
+                stride: 2
+            }
+        );
         assert_eq!(a.to_string(), "C4-64-2,C4-128-2,C4-256-2");
         let b = CnnArch::parse("C3-32,R,P2,U2,FC-128-10").unwrap();
         assert_eq!(b.input_channels, 3);
-        assert_eq!(b.tokens[4], ArchToken::Fc { input: 128, output: 10 });
-        assert_eq!(b.tokens[0], ArchToken::Conv { kernel: 3, out: 32, stride: 1 });
+        assert_eq!(
+            b.tokens[4],
+            ArchToken::Fc {
+                input: 128,
+                output: 10
+            }
+        );
+        assert_eq!(
+            b.tokens[0],
+            ArchToken::Conv {
+                kernel: 3,
+                out: 32,
+                stride: 1
+            }
+        );
         for bad in ["C4", "C4-x", "X3", "C4-64,I3", "FC-10", "C0-3"] {
             let err = CnnArch::parse(bad).unwrap_err().to_string();
             assert!(err.contains("invalid architecture"), "{bad}: {err}");
@@ -856,7 +1034,10 @@ mod tests {
 
     #[test]
     fn norm_and_padding_parse() {
-        assert_eq!("instance".parse::<Normalization>().unwrap(), Normalization::Instance);
+        assert_eq!(
+            "instance".parse::<Normalization>().unwrap(),
+            Normalization::Instance
+        );
         assert!("layer".parse::<Normalization>().is_err());
         assert!("reflect".parse::<Padding>().is_err());
         assert!(Padding::Same.amount(4).is_err());
@@ -876,13 +1057,27 @@ mod tests {
         };
         let (seq, out) = build_cnn(&arch, &opts, &device, &mut rng).unwrap();
         assert_eq!(out, 256);
-        let keys: Vec<String> = crate::model::params::shapes(&seq).into_iter().map(|(k, _)| k).collect();
+        let keys: Vec<String> = crate::model::params::shapes(&seq)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
         assert_eq!(&keys[..2], ["0.weight", "0.bias"]);
         assert!(keys.contains(&"3.weight".to_string()) && keys.contains(&"6.weight".to_string()));
         assert!(keys.contains(&"4.running_var".to_string()));
-        let none = CnnOptions { normalization: Normalization::None, ..opts };
+        let none = CnnOptions {
+            normalization: Normalization::None,
+            ..opts
+        };
         let (seq, _) = build_cnn(&arch, &none, &device, &mut rng).unwrap();
-        let keys: Vec<String> = crate::model::params::shapes(&seq).into_iter().map(|(k, _)| k).collect();
-        assert_eq!(keys, ["0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias"]);
+        let keys: Vec<String> = crate::model::params::shapes(&seq)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias"
+            ]
+        );
     }
 }

@@ -63,7 +63,12 @@ pub fn masks_to_layout(
 ///
 /// # Shapes
 /// `vecs (O, D)`, `sampled (O, H, W)` → `(N, D, H, W)`.
-fn pool_per_image(vecs: Tensor<2>, sampled: Tensor<3>, obj_to_img: &[i64], num_images: usize) -> Tensor<4> {
+fn pool_per_image(
+    vecs: Tensor<2>,
+    sampled: Tensor<3>,
+    obj_to_img: &[i64],
+    num_images: usize,
+) -> Tensor<4> {
     let [o, d] = vecs.dims();
     let [_, h, w] = sampled.dims();
     let device = vecs.device();
@@ -89,7 +94,10 @@ fn pool_per_image(vecs: Tensor<2>, sampled: Tensor<3>, obj_to_img: &[i64], num_i
     } else {
         // Unordered objects (only possible through the library API): weight by a one-hot mask.
         for n in 0..num_images {
-            let sel: Vec<f32> = obj_to_img.iter().map(|&i| if i as usize == n { 1.0 } else { 0.0 }).collect();
+            let sel: Vec<f32> = obj_to_img
+                .iter()
+                .map(|&i| if i as usize == n { 1.0 } else { 0.0 })
+                .collect();
             let sel: Tensor<2> = Tensor::from_data(TensorData::new(sel, [o, 1]), &device);
             let v = (vecs.clone() * sel).transpose();
             per_image.push(v.matmul(sampled.clone()).reshape([1, d, h, w]));

@@ -24,7 +24,9 @@ impl FromStr for GanLossType {
             "gan" => Ok(Self::Gan),
             "lsgan" => Ok(Self::Lsgan),
             "wgan" => Ok(Self::Wgan),
-            _ => Err(Error::invalid(format!("invalid gan_loss_type {s:?}: expected gan, lsgan or wgan"))),
+            _ => Err(Error::invalid(format!(
+                "invalid gan_loss_type {s:?}: expected gan, lsgan or wgan"
+            ))),
         }
     }
 }
@@ -69,7 +71,9 @@ impl GanLossType {
         match self {
             Self::Gan => bce_logits_const(r, 1.0) + bce_logits_const(f, 0.0),
             Self::Wgan => f.mean() - r.mean(),
-            Self::Lsgan => (sigmoid(r) - 1.0).powf_scalar(2.0).mean() + sigmoid(f).powf_scalar(2.0).mean(),
+            Self::Lsgan => {
+                (sigmoid(r) - 1.0).powf_scalar(2.0).mean() + sigmoid(f).powf_scalar(2.0).mean()
+            }
         }
     }
 }

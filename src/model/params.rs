@@ -201,7 +201,9 @@ macro_rules! impl_params {
 /// Every tensor as `(key, kind, data)` in state-dict order.
 pub fn state_dict(m: &impl Params) -> Vec<(String, ParamKind, TensorData)> {
     let mut out = Vec::new();
-    m.visit("", &mut |k, kind, t| out.push((k.to_string(), kind, t.to_data())));
+    m.visit("", &mut |k, kind, t| {
+        out.push((k.to_string(), kind, t.to_data()))
+    });
     out
 }
 
@@ -243,7 +245,9 @@ pub fn load_state_dict(
                 let want = t.dims();
                 let got = data.shape().to_vec();
                 if want != got {
-                    problems.push(format!("{k:?} has shape {got:?}, the model expects {want:?}"));
+                    problems.push(format!(
+                        "{k:?} has shape {got:?}, the model expects {want:?}"
+                    ));
                 } else {
                     t.set(data.clone().convert::<f32>(), device);
                 }
@@ -255,7 +259,11 @@ pub fn load_state_dict(
         .filter(|k| !seen.contains(*k) && !k.ends_with(".num_batches_tracked"))
         .collect();
     if !unexpected.is_empty() {
-        let list: Vec<String> = unexpected.iter().take(5).map(|k| format!("{k:?}")).collect();
+        let list: Vec<String> = unexpected
+            .iter()
+            .take(5)
+            .map(|k| format!("{k:?}"))
+            .collect();
         problems.push(format!(
             "unexpected key(s) {}{}",
             list.join(", "),
@@ -285,7 +293,11 @@ pub fn to_device(m: &mut impl Params, device: &Device, require_grad: bool) {
             map_any!(x, |v| {
                 // `to_device` keeps the tensor's autodiff context; switch it explicitly.
                 let v = v.to_device(device).detach();
-                let v = if device.is_autodiff() { v.autodiff() } else { v.without_autodiff() };
+                let v = if device.is_autodiff() {
+                    v.autodiff()
+                } else {
+                    v.without_autodiff()
+                };
                 if grad { v.require_grad() } else { v }
             })
         });
