@@ -209,7 +209,13 @@ fn part_path(path: &Path) -> PathBuf {
 }
 
 fn unpack_dir(item: &Item, opts: &Options) -> Option<PathBuf> {
-    item.unpack_into.as_ref().map(|d| opts.output_dir.join(d))
+    // join("") would leave a trailing separator in every message.
+    item.unpack_into
+        .as_ref()
+        .map(|d| match d.as_os_str().is_empty() {
+            true => opts.output_dir.clone(),
+            false => opts.output_dir.join(d),
+        })
 }
 
 /// The file's name as shown to the user.
