@@ -14,27 +14,22 @@
 //! Vocabulary: objects `__image__` (0), the 8 stuff classes (COCO-Stuff names), then the 30
 //! things; predicates exactly COCO's (§15.3 step 8).
 
+mod dataset;
 pub mod export_coco;
 pub mod export_vg;
 mod json_stream;
 pub mod raster;
 pub mod scene;
 
-use crate::vocab::{IMAGE_OBJECT, IN_IMAGE_PREDICATE, Vocab};
+use crate::vocab::{IMAGE_OBJECT, Vocab};
 use crate::{Error, Result};
 use indexmap::IndexMap;
 use scene::{Category, Scene};
 
+pub use dataset::{ShapesConfig, ShapesDataset};
+
 /// COCO's predicates in COCO's order (§15.3 step 8).
-pub const PREDICATES: [&str; 7] = [
-    IN_IMAGE_PREDICATE,
-    "left of",
-    "right of",
-    "above",
-    "below",
-    "inside",
-    "surrounding",
-];
+pub const PREDICATES: [&str; 7] = crate::data::coco::geometry::PRED_NAMES;
 
 /// The `shapes` vocabulary: `__image__`, stuff, things; COCO's predicates.
 pub fn shapes_vocab() -> Vocab {
@@ -161,24 +156,8 @@ pub(crate) fn geometric_predicate(scene: &Scene, s: usize, o: usize) -> &'static
             (y1 as f64 / h) as f32,
         ]
     };
+    let centre = |b: [f32; 4]| [(b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0];
     let (sb, ob) = (norm(s), norm(o));
-    if sb[0] < ob[0] && sb[1] < ob[1] && sb[2] > ob[2] && sb[3] > ob[3] {
-        return "surrounding";
-    }
-    if sb[0] > ob[0] && sb[1] > ob[1] && sb[2] < ob[2] && sb[3] < ob[3] {
-        return "inside";
-    }
-    let centre = |b: [f32; 4]| ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0);
-    let (sc, oc) = (centre(sb), centre(ob));
-    let theta = f64::from(sc.1 - oc.1).atan2(f64::from(sc.0 - oc.0));
-    use std::f64::consts::PI;
-    if theta >= 3.0 * PI / 4.0 || theta <= -3.0 * PI / 4.0 {
-        "left of"
-    } else if theta < -PI / 4.0 {
-        "above"
-    } else if theta < PI / 4.0 {
-        "right of"
-    } else {
-        "below"
-    }
+    let p = crate::data::coco::geometry::predicate_for(sb, ob, centre(sb), centre(ob));
+    PREDICATES[p as usize]
 }
