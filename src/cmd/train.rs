@@ -4,6 +4,8 @@ use sg2im::train::{TrainArgs, train};
 
 #[derive(clap::Args, Debug)]
 #[command(
+    // A flag given twice takes its last value (argparse's behaviour), so scripts can append overrides.
+    args_override_self = true,
     about = "Train a model (the original's scripts/train.py)",
     long_about = "Train a model (the original's scripts/train.py), with every flag of the original \
                   under the same name and default. Every --foo_bar flag also accepts --foo-bar; \

@@ -132,7 +132,10 @@ fn default_output_dir() -> String {
 /// The flags of `sg2im train`. Field names are the original's flag names (and the keys of the
 /// `args` dictionary stored in checkpoints).
 #[derive(clap::Args, Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[command(next_help_heading = "Training (the original's train.py flags)")]
+#[command(
+    next_help_heading = "Training (the original's train.py flags)",
+    args_override_self = true
+)]
 pub struct TrainArgs {
     /// Dataset: coco, vg, or shapes (sg2im-rs: built-in synthetic scenes, no download).
     #[arg(long = "dataset", default_value = "coco")]
@@ -665,6 +668,12 @@ mod tests {
         let a = parse(&["--refinement-network-dims", "64,32", "--d-obj-weight", "0"]).unwrap();
         assert_eq!(a.refinement_network_dims, vec![64, 32]);
         assert!(!a.has_d_obj() && a.has_d_img());
+    }
+
+    #[test]
+    fn a_repeated_flag_takes_the_last_value_as_argparse_does() {
+        let a = parse(&["--batch_size", "8", "--batch-size", "16"]).unwrap();
+        assert_eq!(a.batch_size, 16);
     }
 
     #[test]

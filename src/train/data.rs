@@ -26,11 +26,50 @@ pub fn build_datasets(args: &TrainArgs) -> Result<Datasets> {
     }
 }
 
-fn shapes(_args: &TrainArgs) -> Result<Datasets> {
-    Err(Error::invalid(
-        "--dataset shapes: the synthetic dataset is not available in this build yet",
-    ))
+/// The synthetic scenes: `--shapes_num_train` training scenes (capped by
+/// `--num_train_samples`) and `--shapes_num_val` validation scenes, at `--image_size` with
+/// `--mask_size` masks, filtered like COCO (`--min_object_size`, `--min_objects_per_image` to
+/// 8 objects). The scenes depend on fixed dataset seeds, not on `--seed`, so runs with
+/// different seeds see the same data.
+fn shapes(args: &TrainArgs) -> Result<Datasets> {
+    use crate::data::synthetic::{ShapesConfig, ShapesDataset};
+    let cfg = |num_images: usize, seed: u64| ShapesConfig {
+        image_size: args.image_size,
+        mask_size: args.mask_size,
+        num_images,
+        min_objects_per_image: args.min_objects_per_image,
+        max_objects_per_image: 8.max(args.min_objects_per_image),
+        min_object_size: args.min_object_size,
+        include_relationships: args.include_relationships,
+        normalize_images: true,
+        seed,
+    };
+    let num_train = args
+        .num_train_samples
+        .map_or(args.shapes_num_train, |n| n.min(args.shapes_num_train));
+    let train = ShapesDataset::new(cfg(num_train, SHAPES_TRAIN_SEED))
+        .map_err(|e| Error::invalid(format!("--dataset shapes: {e}")))?;
+    let val = ShapesDataset::new(cfg(args.shapes_num_val, SHAPES_VAL_SEED))
+        .map_err(|e| Error::invalid(format!("--dataset shapes: {e}")))?;
+    let vocab = train.vocab().clone();
+    Ok(Datasets {
+        info: vec![format!(
+            "shapes: {} training and {} validation scenes of {}x{}, {} object classes",
+            num_train,
+            args.shapes_num_val,
+            args.image_size.0,
+            args.image_size.1,
+            vocab.num_objects()
+        )],
+        train: Arc::new(train),
+        val: Arc::new(val),
+        vocab,
+    })
 }
+
+/// Dataset seeds of the `shapes` splits.
+const SHAPES_TRAIN_SEED: u64 = 0;
+const SHAPES_VAL_SEED: u64 = 1;
 
 /// VG (§18.2 step 2): the vocabulary from `--vocab_json`; the training set capped at
 /// `--num_train_samples`, the validation set uncapped.

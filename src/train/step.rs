@@ -3,9 +3,11 @@
 
 use crate::Result;
 use crate::data::Batch;
+use crate::map_any;
 use crate::model::discriminators::{AcCropDiscriminator, PatchDiscriminator};
 use crate::model::generator::{GeneratorOutput, GraphBatch, Sg2Im};
 use crate::model::losses::{GanLossType, cross_entropy, l1_loss, mask_bce_loss, mse_loss};
+use crate::model::params::{ParamKind, Params};
 use crate::train::TrainArgs;
 use crate::train::adam::Adam;
 use crate::vocab::Vocab;
@@ -213,6 +215,17 @@ pub fn model_losses(
     terms
 }
 
+/// Turns gradient tracking of a network's trainable parameters on or off.
+fn set_trainable<M: Params>(net: &mut Option<(M, Adam)>, on: bool) {
+    if let Some((m, _)) = net.as_mut() {
+        m.visit_mut("", &mut |_, kind, mut p| {
+            if kind == ParamKind::Trainable {
+                p.map(&|x| map_any!(x, |v| v.set_require_grad(on)));
+            }
+        });
+    }
+}
+
 /// What the generator step hands to the discriminator steps.
 pub struct GeneratorStep {
     pub losses: GeneratorLosses,
@@ -237,6 +250,10 @@ pub fn generator_step(
     times.forward = start.elapsed();
 
     let start = Instant::now();
+    // The original's generator backward also fills the discriminators' weight gradients, which
+    // are zeroed before their own steps; not tracking them skips that work and changes nothing.
+    set_trainable(&mut nets.d_obj, false);
+    set_trainable(&mut nets.d_img, false);
     let mut terms = model_losses(&out, batch, w);
     if let Some((d_obj, _)) = nets.d_obj.as_mut() {
         let (scores_fake, ac_loss) = d_obj.forward(
@@ -278,6 +295,8 @@ pub fn generator_step(
     }
     losses.total_loss = scalar(&total);
     times.losses = start.elapsed();
+    set_trainable(&mut nets.d_obj, true);
+    set_trainable(&mut nets.d_img, true);
     if !losses.total_loss.is_finite() {
         return GeneratorStep { losses, fake: None };
     }
