@@ -516,6 +516,26 @@ fn vg_files_parse_and_preprocess_end_to_end() {
         !vocab.object_name_to_idx.contains_key("sea"),
         "aliases map sea to water"
     );
+    // Long-tail, upper-case and space-padded names stay below the threshold.
+    let mut canonical: Vec<String> = vec!["__image__".into()];
+    canonical.extend(
+        [
+            "sky", "clouds", "grass", "water", "sand", "road", "wall", "floor",
+        ]
+        .map(String::from),
+    );
+    canonical.extend(
+        Category::all()
+            .into_iter()
+            .filter(|c| c.is_thing())
+            .map(Category::name),
+    );
+    for name in &vocab.object_idx_to_name {
+        assert!(
+            canonical.contains(name),
+            "unexpected vocabulary entry {name:?}"
+        );
+    }
     for split in ["train.h5", "val.h5", "test.h5"] {
         assert!(out.join(split).is_file());
     }

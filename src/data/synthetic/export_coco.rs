@@ -238,9 +238,8 @@ struct CocoImage {
     jpeg: Option<Vec<u8>>,
 }
 
-/// Compressed RLE `{"counts": str, "size": [h, w]}` of a row-major mask.
-fn compressed_rle(mask: &[u8], h: usize, w: usize) -> serde_json::Value {
-    let counts = super::raster::rle_counts_of_mask(mask, h, w);
+/// Compressed RLE `{"counts": str, "size": [h, w]}` of RLE counts.
+fn compressed_rle(counts: Vec<u32>, h: usize, w: usize) -> serde_json::Value {
     let rle = crate::data::rle::Rle { h, w, counts };
     json!({"counts": crate::data::rle::to_compressed_string(&rle), "size": [h, w]})
 }
@@ -262,7 +261,7 @@ fn make_image(
             Segmentation::Rle(counts) if o.category.is_thing() => {
                 json!({"counts": counts, "size": [h, w]})
             }
-            Segmentation::Rle(_) => compressed_rle(&scene.visible_mask(k), h, w),
+            Segmentation::Rle(counts) => compressed_rle(counts, h, w),
         };
         let ann = Annotation {
             segmentation,
@@ -294,7 +293,7 @@ fn make_image(
             }
         }
         stuff.push(Annotation {
-            segmentation: compressed_rle(&things, h, w),
+            segmentation: compressed_rle(super::raster::rle_counts_of_mask(&things, h, w), h, w),
             area: area as f64,
             iscrowd: 0,
             image_id: info.id,

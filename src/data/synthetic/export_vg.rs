@@ -70,6 +70,13 @@ const VG_SIZES: [(usize, usize); 10] = [
 /// A few images below the default `--min_image_size` 200, and one exactly at it.
 const SMALL_SIZES: [(usize, usize); 3] = [(199, 300), (300, 150), (200, 320)];
 
+const LONG_TAIL_ADJECTIVES: [&str; 8] = [
+    "odd", "bright", "tiny", "flat", "shiny", "dark", "plain", "painted",
+];
+const LONG_TAIL_NOUNS: [&str; 8] = [
+    "shape", "object", "figure", "form", "piece", "item", "sign", "mark",
+];
+
 const URL_PREFIX: &str = "https://cs.stanford.edu/people/rak248";
 
 /// Predicate words beyond the COCO geometric ones.
@@ -323,9 +330,11 @@ fn make_image(index: usize, opts: &VgExportOptions) -> Result<VgImage> {
         let [x0, y0, x1, y1] = o.pixel_box;
         let canonical = vg_name(o.category);
         let names = if rng.chance(0.08) {
-            // An unknown long-tail name first: the first *known* name is used.
-            let other = ["shape", "object", "thing", "figure"][rng.below(4)];
-            vec![other.to_string(), canonical]
+            // A long-tail name first (one of 64, each too rare for the vocabulary): the first
+            // name that is in the vocabulary is used.
+            let adj = LONG_TAIL_ADJECTIVES[rng.below(LONG_TAIL_ADJECTIVES.len())];
+            let noun = LONG_TAIL_NOUNS[rng.below(LONG_TAIL_NOUNS.len())];
+            vec![format!("{adj} {noun}"), canonical]
         } else if rng.chance(0.05) {
             vec![alias_of(o.category, &mut rng).unwrap_or(canonical)]
         } else if rng.chance(0.03) {

@@ -11,7 +11,7 @@
 //! A fully or mostly hidden thing is therefore never generated; stuff may be hidden freely, and
 //! a stuff class with no visible pixel left has no object.
 
-use super::raster::{for_each_one_run, rle_counts_of_mask, trace_polygons};
+use super::raster::{for_each_one_run, trace_polygons};
 use crate::data::rle;
 use crate::{Error, Result};
 use std::f64::consts::PI;
@@ -411,6 +411,8 @@ pub struct Scene {
     /// Things in painting order, then stuff in vocabulary order (the COCO loader's order:
     /// instance annotations, then stuff annotations).
     pub objects: Vec<SceneObject>,
+    /// Layer id per pixel, column-major (`x·H + y`) like COCO's RLE, so shapes rasterised as
+    /// RLE runs paint contiguous slices.
     labels: Vec<u8>,
     style: Style,
 }
@@ -475,7 +477,7 @@ impl Scene {
     /// `(H, W)` row-major 0/1 mask of the visible pixels of object `k`.
     pub fn visible_mask(&self, k: usize) -> Vec<u8> {
         let layer = self.objects[k].layer;
-        self.labels.iter().map(|&l| u8::from(l == layer)).collect()
+        self.row_major(|l| l == layer)
     }
 
     /// `(H, W)` row-major 0/1 mask of all visible thing pixels (COCO-Stuff's `other`).
@@ -484,10 +486,19 @@ impl Scene {
         for o in &self.objects {
             is_thing[usize::from(o.layer)] = o.category.is_thing();
         }
-        self.labels
-            .iter()
-            .map(|&l| u8::from(is_thing[usize::from(l)]))
-            .collect()
+        self.row_major(|l| is_thing[usize::from(l)])
+    }
+
+    /// `(H, W)` row-major 0/1 mask of the pixels whose layer satisfies `f`.
+    fn row_major(&self, f: impl Fn(u8) -> bool) -> Vec<u8> {
+        let (h, w) = (self.height, self.width);
+        let mut out = vec![0u8; h * w];
+        for (x, col) in self.labels.chunks_exact(h).enumerate() {
+            for (y, &l) in col.iter().enumerate() {
+                out[y * w + x] = u8::from(f(l));
+            }
+        }
+        out
     }
 
     /// The COCO segmentation of object `k`: its shape polygon if fully visible, an RLE if it is
@@ -498,11 +509,12 @@ impl Scene {
             return Segmentation::Polygons(vec![p.clone()]);
         }
         if o.iscrowd || !o.category.is_thing() {
-            return Segmentation::Rle(rle_counts_of_mask(
-                &self.visible_mask(k),
-                self.height,
-                self.width,
-            ));
+            let colmajor: Vec<u8> = self
+                .labels
+                .iter()
+                .map(|&l| u8::from(l == o.layer))
+                .collect();
+            return Segmentation::Rle(rle::encode(&colmajor, self.height, self.width).counts);
         }
         let [x0, y0, x1, y1] = o.pixel_box;
         let (bw, bh) = (x1 - x0, y1 - y0);
@@ -510,7 +522,7 @@ impl Scene {
         for y in 0..bh {
             for x in 0..bw {
                 window[y * bw + x] =
-                    u8::from(self.labels[(y + y0) * self.width + x + x0] == o.layer);
+                    u8::from(self.labels[(x + x0) * self.height + y + y0] == o.layer);
             }
         }
         Segmentation::Polygons(trace_polygons(&window, bw, bh, x0, y0))
@@ -559,23 +571,24 @@ impl Scene {
                 let phase2 = rng.uniform(0.0, 2.0 * PI);
                 (layer, b2, amp2, phase2)
             });
+            // Rows `y` with `y + 0.5 < boundary`, as a count.
+            let rows_above = |boundary: f64| ((boundary - 0.5).ceil().max(0.0) as usize).min(h);
             for x in 0..w {
                 let t = 2.0 * PI * freq * (x as f64 + 0.5) / wf + phase;
                 let yh = base + amp * t.sin();
-                let y2 = second.map(|(_, b2, amp2, p2)| {
-                    (b2 + amp2 * (2.0 * PI * 1.3 * (x as f64 + 0.5) / wf + p2).sin()).max(yh)
-                });
-                for y in 0..h {
-                    let yc = y as f64 + 0.5;
-                    labels[y * w + x] = if yc < yh {
-                        sky
-                    } else {
-                        match (second, y2) {
-                            (Some((layer, ..)), Some(y2)) if yc >= y2 => layer,
-                            _ => g1,
-                        }
-                    };
-                }
+                let n_sky = rows_above(yh);
+                let (n_g1, g2) = match second {
+                    Some((layer, b2, amp2, p2)) => {
+                        let y2 = (b2 + amp2 * (2.0 * PI * 1.3 * (x as f64 + 0.5) / wf + p2).sin())
+                            .max(yh);
+                        (rows_above(y2), layer)
+                    }
+                    None => (h, g1),
+                };
+                let col = &mut labels[x * h..(x + 1) * h];
+                col[..n_sky].fill(sky);
+                col[n_sky..n_g1.max(n_sky)].fill(g1);
+                col[n_g1.max(n_sky)..].fill(g2);
             }
             let budget_left = stuff_budget.saturating_sub(layers.len());
             if budget_left >= 1 && rng.chance(0.5) {
@@ -603,8 +616,9 @@ impl Scene {
                                 let (dx, dy) = ((px - ex) / ax, (py - ey) / ay);
                                 dx * dx + dy * dy < 1.0
                             });
-                            if hit && labels[y * w + x] == sky {
-                                labels[y * w + x] = clouds;
+                            if hit && labels[x * h + y] == sky {
+                                labels[x * h + y] = clouds;
+                                layers[usize::from(clouds)].visible += 1;
                             }
                         }
                     }
@@ -615,18 +629,17 @@ impl Scene {
             let wall = new_layer(&mut layers, Category::Stuff(Stuff::Wall));
             let floor = new_layer(&mut layers, Category::Stuff(Stuff::Floor));
             let yb = rng.uniform(0.45, 0.7) * hf;
-            for y in 0..h {
-                let l = if (y as f64 + 0.5) < yb { wall } else { floor };
-                labels[y * w..(y + 1) * w].fill(l);
+            let n_wall = ((yb - 0.5).ceil().max(0.0) as usize).min(h);
+            for col in labels.chunks_exact_mut(h) {
+                col[..n_wall].fill(wall);
+                col[n_wall..].fill(floor);
             }
         }
-        for &l in &labels {
-            layers[usize::from(l)].visible += 1;
-        }
-        for layer in layers.iter_mut() {
-            layer.full = layer.visible;
-        }
-        let n_stuff = layers.iter().filter(|l| l.visible > 0).count();
+        // Sky, ground bands, wall and floor are never empty; clouds may be.
+        let n_stuff = layers
+            .iter()
+            .filter(|l| l.category != Category::Stuff(Stuff::Clouds) || l.visible > 0)
+            .count();
         let lo = cfg.min_objects.max(n_stuff + 1);
         let target = if lo <= cfg.max_objects {
             rng.int_in(lo, cfg.max_objects)
@@ -686,8 +699,8 @@ impl Scene {
                 }
                 cover[..layers.len()].fill(0);
                 for_each_one_run(&counts, |start, len| {
-                    for i in start..start + len {
-                        cover[usize::from(labels[(i % h) * w + i / h])] += 1;
+                    for &l in &labels[start..start + len] {
+                        cover[usize::from(l)] += 1;
                     }
                 });
                 let hides_too_much = (first_thing..layers.len())
@@ -695,7 +708,7 @@ impl Scene {
                 if hides_too_much {
                     continue;
                 }
-                for (j, layer) in layers.iter_mut().enumerate() {
+                for (j, layer) in layers.iter_mut().enumerate().skip(first_thing) {
                     layer.visible -= cover[j];
                 }
                 let id = new_layer(&mut layers, Category::Thing(colour, shape));
@@ -703,25 +716,35 @@ impl Scene {
                 layers[usize::from(id)].visible = full;
                 layers[usize::from(id)].polygon = Some(polygon);
                 for_each_one_run(&counts, |start, len| {
-                    for i in start..start + len {
-                        labels[(i % h) * w + i / h] = id;
-                    }
+                    labels[start..start + len].fill(id);
                 });
                 break;
             }
         }
 
-        // Tight boxes of the visible pixels, per layer.
+        // Tight boxes and pixel counts of the visible pixels, per layer, run by run.
         let mut boxes = vec![[usize::MAX, usize::MAX, 0usize, 0usize]; layers.len()];
-        for y in 0..h {
-            let row = &labels[y * w..(y + 1) * w];
-            for (x, &l) in row.iter().enumerate() {
+        let mut counts = vec![0usize; layers.len()];
+        for (x, col) in labels.chunks_exact(h).enumerate() {
+            let mut y = 0;
+            while y < h {
+                let l = col[y];
+                let mut end = y + 1;
+                while end < h && col[end] == l {
+                    end += 1;
+                }
                 let b = &mut boxes[usize::from(l)];
                 b[0] = b[0].min(x);
                 b[1] = b[1].min(y);
                 b[2] = b[2].max(x + 1);
-                b[3] = b[3].max(y + 1);
+                b[3] = b[3].max(end);
+                counts[usize::from(l)] += end - y;
+                y = end;
             }
+        }
+        for (layer, &n) in layers.iter_mut().zip(&counts) {
+            debug_assert!(!layer.category.is_thing() || layer.visible == n);
+            layer.visible = n;
         }
         let mut objects = Vec::new();
         let mut order: Vec<usize> = (first_thing..layers.len()).collect();
@@ -801,7 +824,7 @@ impl Scene {
         let mut rgb = vec![0u8; h * w * 3];
         for y in 0..h {
             for x in 0..w {
-                let l = self.labels[y * w + x];
+                let l = self.labels[x * h + y];
                 let noise = |amp: f64, salt: u32| -> f64 {
                     amp * (hash3(x as u32, y as u32, seed ^ salt) as f64 / u32::MAX as f64 * 2.0
                         - 1.0)
