@@ -16,8 +16,11 @@
 //! `TypeError`); a box whose crop is empty (the original's resize raises) yields an all-zero
 //! mask, counted in [`CocoSceneGraphDataset::empty_crops`].
 
+mod dump;
 pub mod geometry;
 mod json;
+
+pub use dump::dump_coco;
 
 pub use geometry::{
     PRED_NAMES, crop_and_resize_mask, crop_bounds, draw_relationships, object_centers,
