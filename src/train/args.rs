@@ -445,6 +445,14 @@ pub struct TrainArgs {
     /// sg2im-rs (--dataset shapes): number of validation scenes.
     #[arg(long = "shapes_num_val", alias = "shapes-num-val", default_value = "256", value_parser = parse_positive, help_heading = "sg2im-rs additions")]
     pub shapes_num_val: usize,
+    /// sg2im-rs (--dataset coco): cache resized images here (`<H>x<W>/<image id>.rgb`) so later
+    /// epochs skip JPEG decoding and resizing.
+    #[arg(
+        long = "coco_image_cache_dir",
+        alias = "coco-image-cache-dir",
+        help_heading = "sg2im-rs additions"
+    )]
+    pub coco_image_cache_dir: Option<PathBuf>,
     /// sg2im-rs: stop after this many iterations even mid-epoch (for tests and quick looks;
     /// default: the original's epoch-boundary rule only).
     #[arg(

@@ -107,7 +107,11 @@ pub fn check_model(
             triple_to_img: lb.batch.triple_to_img.clone(),
             boxes_pred,
             masks_pred: out.masks_pred.as_ref().map(to_vec_f32),
-            mask_size: lb.batch.mask_size,
+            // Predicted masks have the model's M; ground truth (when present) the same M.
+            mask_size: out
+                .masks_pred
+                .as_ref()
+                .map_or(lb.batch.mask_size, |m| m.dims()[1]),
         };
         last = Some((b, batch_data, lb.index));
         if num_images >= num_samples {

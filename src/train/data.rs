@@ -19,9 +19,7 @@ pub struct Datasets {
 pub fn build_datasets(args: &TrainArgs) -> Result<Datasets> {
     match args.dataset {
         DatasetKind::Shapes => shapes(args),
-        DatasetKind::Coco => Err(Error::invalid(
-            "--dataset coco: the COCO-Stuff loader is not available in this build yet",
-        )),
+        DatasetKind::Coco => coco(args),
         DatasetKind::Vg => vg(args),
     }
 }
@@ -97,5 +95,66 @@ fn vg(args: &TrainArgs) -> Result<Datasets> {
         val: Arc::new(val),
         vocab,
         info: Vec::new(),
+    })
+}
+
+/// COCO-Stuff (§18.2 step 2): train capped at `--num_train_samples`, val at
+/// `--num_val_samples`; both must have the same vocabulary (the original asserts it).
+fn coco(args: &TrainArgs) -> Result<Datasets> {
+    use crate::data::coco::{CocoConfig, CocoSceneGraphDataset};
+    let with_flags = |mut c: CocoConfig| {
+        c.stuff_only = args.coco_stuff_only;
+        c.image_size = args.image_size;
+        c.mask_size = args.mask_size;
+        c.normalize_images = true;
+        c.include_relationships = args.include_relationships;
+        c.min_object_size = args.min_object_size;
+        c.min_objects_per_image = args.min_objects_per_image;
+        c.include_other = args.coco_include_other;
+        c.instance_whitelist = args.instance_whitelist.clone();
+        c.stuff_whitelist = args.stuff_whitelist.clone();
+        c.image_cache_dir = args.coco_image_cache_dir.clone();
+        c
+    };
+    let train_cfg = with_flags(CocoConfig {
+        image_dir: args.coco_train_image_dir.clone(),
+        instances_json: args.coco_train_instances_json.clone(),
+        stuff_json: Some(args.coco_train_stuff_json.clone()),
+        max_samples: args.num_train_samples,
+        ..CocoConfig::default()
+    });
+    let val_cfg = with_flags(CocoConfig {
+        image_dir: args.coco_val_image_dir.clone(),
+        instances_json: args.coco_val_instances_json.clone(),
+        stuff_json: Some(args.coco_val_stuff_json.clone()),
+        max_samples: Some(args.num_val_samples),
+        ..CocoConfig::default_val()
+    });
+    let train = CocoSceneGraphDataset::new(train_cfg)?;
+    let val = CocoSceneGraphDataset::new(val_cfg)?;
+    if train.vocab() != val.vocab() {
+        return Err(Error::invalid(
+            "--dataset coco: the train and val annotation files give different vocabularies \
+             (the original asserts they are equal)",
+        ));
+    }
+    let info = vec![
+        format!(
+            "COCO train: {} images, {} objects",
+            train.len(),
+            train.total_objects()
+        ),
+        format!(
+            "COCO val: {} images, {} objects",
+            val.len(),
+            val.total_objects()
+        ),
+    ];
+    let vocab = train.vocab().clone();
+    Ok(Datasets {
+        train: Arc::new(train),
+        val: Arc::new(val),
+        vocab,
+        info,
     })
 }
