@@ -376,18 +376,18 @@ impl Segmentation {
         match self {
             Segmentation::Polygons(polys) => {
                 if polys.is_empty() {
-                    return Err("segmentation: empty polygon list".into());
+                    return Err("empty polygon list".into());
                 }
                 for (i, p) in polys.iter().enumerate() {
                     if p.len() < 2 || p.len() % 2 != 0 {
                         return Err(format!(
-                            "segmentation[{i}]: polygon has {} numbers, expected an even count ≥ 2",
+                            "polygon {i} has {} numbers, expected an even count ≥ 2",
                             p.len()
                         ));
                     }
                     if let Some(v) = p.iter().find(|v| !v.is_finite() || v.abs() > 1e7) {
                         return Err(format!(
-                            "segmentation[{i}]: coordinate {v} is not a finite pixel position"
+                            "polygon {i}: coordinate {v} is not a finite pixel position"
                         ));
                     }
                 }
@@ -395,12 +395,12 @@ impl Segmentation {
             }
             Segmentation::Uncompressed { h, w, counts } => {
                 let sum: u64 = counts.iter().map(|&c| c as u64).sum();
-                check_cover(sum, *h, *w, "segmentation.counts")
+                check_cover(sum, *h, *w, "counts")
             }
             Segmentation::Compressed { h, w, counts } => {
                 let rle = from_compressed_string(counts.as_bytes(), *h, *w)
-                    .map_err(|e| format!("segmentation.counts: {e}"))?;
-                check_cover(rle.covered(), *h, *w, "segmentation.counts")
+                    .map_err(|e| format!("counts: {e}"))?;
+                check_cover(rle.covered(), *h, *w, "counts")
             }
         }
     }

@@ -348,7 +348,7 @@ impl CocoSceneGraphDataset {
         cfg: CocoConfig,
         stuff_path: Option<&Path>,
         inst: &mut RawFile<'a>,
-        mut stuff: Option<&mut RawFile<'a>>,
+        stuff: Option<&mut RawFile<'a>>,
     ) -> Result<Self> {
         let inst_path = cfg.instances_json.as_path();
         let missing = |path: &Path, key: &str| {
@@ -518,7 +518,7 @@ impl CocoSceneGraphDataset {
         // Materialise and validate the objects of the images the dataset can yield.
         let mut files: Vec<(&Path, &mut Vec<RawAnnotation<'a>>)> = Vec::new();
         files.push((inst_path, inst.annotations.as_mut().expect("checked above")));
-        if let (Some(p), Some(f)) = (stuff_path, stuff.as_deref_mut()) {
+        if let (Some(p), Some(f)) = (stuff_path, stuff) {
             files.push((p, f.annotations.as_mut().expect("checked above")));
         }
         let mut items = Vec::with_capacity(len);
