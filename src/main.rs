@@ -18,6 +18,8 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+// Parsed once per process: the size of the largest subcommand's flags does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Run a trained model on JSON scene graphs (the original's scripts/run_model.py).
     Run(cmd::run::Args),

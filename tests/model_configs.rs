@@ -371,6 +371,7 @@ fn random_boxes(rng: &mut impl Rng, n: usize) -> Vec<[f32; 4]> {
 }
 
 /// `layout.py` by the letter: per object, grid `(2(X − x0)/ww − 1, 2(Y − y0)/hh − 1)`, sample, sum.
+#[allow(clippy::too_many_arguments)] // mirrors the spec's argument list one to one
 fn naive_layout(
     vecs: &[f32],
     d: usize,

@@ -122,11 +122,7 @@ fn masks_and_boxes_agree_with_the_scene() {
                 assert!((b[c] - px[c]).abs() <= tol, "{b:?} vs {px:?}");
             }
             let mask = &s.masks.as_ref().unwrap()[j * 256..(j + 1) * 256];
-            assert!(
-                mask.iter().any(|&v| v == 1),
-                "{:?} has an empty mask",
-                o.category
-            );
+            assert!(mask.contains(&1), "{:?} has an empty mask", o.category);
         }
     }
 }

@@ -347,3 +347,62 @@ fn empty_split_gives_float64_empty_arrays_like_numpy() {
     assert!(r.read_strings("image_paths").unwrap().is_empty());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn builtin_splits_are_the_originals_file() {
+    use sg2im::data::preprocess_vg::BUILTIN_VG_SPLITS;
+    let builtin: indexmap::IndexMap<String, Vec<i64>> =
+        serde_json::from_str(BUILTIN_VG_SPLITS).unwrap();
+    let reference: indexmap::IndexMap<String, Vec<i64>> = serde_json::from_slice(
+        &std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/reference/data/sg2im/data/vg_splits.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(builtin, reference);
+    let sizes: Vec<(&str, usize)> = builtin.iter().map(|(k, v)| (k.as_str(), v.len())).collect();
+    assert_eq!(
+        sizes,
+        [("train", 86_463), ("test", 10_807), ("val", 10_807)]
+    );
+}
+
+#[test]
+fn default_splits_path_falls_back_to_the_builtin_copy() {
+    // The fixture's subset lists real VG ids, so the full built-in splits keep the same images
+    // (split ids without image records are dropped with a warning). Vocabulary ties are broken by
+    // first-seen order, which follows the split lists, so the reference is a run with the same
+    // file passed explicitly, not the fixture.
+    let run = |tag: &str, splits: PathBuf| {
+        let out = temp_dir(tag);
+        let mut cfg = fixture_config(&out);
+        cfg.splits_json = splits;
+        let summary = preprocess_vg(&cfg, &mut Vec::new()).unwrap();
+        (out, summary)
+    };
+    let default = PathBuf::from(sg2im::data::preprocess_vg::DEFAULT_SPLITS_JSON);
+    assert!(
+        !default.exists(),
+        "test assumes no sg2im/ tree in the crate root"
+    );
+    let (a, sa) = run("builtin-default", default);
+    let (b, sb) = run(
+        "builtin-explicit",
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("data/vg_splits.json"),
+    );
+    for f in ["vocab.json", "train.h5", "val.h5", "test.h5"] {
+        assert!(
+            std::fs::read(a.join(f)).unwrap() == std::fs::read(b.join(f)).unwrap(),
+            "{f} differs"
+        );
+    }
+    let counts = |s: &sg2im::data::preprocess_vg::PreprocessSummary| -> Vec<usize> {
+        s.splits.iter().map(|x| x.num_images).collect()
+    };
+    assert_eq!(counts(&sa), counts(&sb));
+    assert!(counts(&sa).iter().all(|&n| n > 0), "{:?}", counts(&sa));
+    std::fs::remove_dir_all(&a).unwrap();
+    std::fs::remove_dir_all(&b).unwrap();
+}

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    #[arg(long = "splits_json", default_value = "sg2im/data/vg_splits.json")]
+    /// The split lists. When left at the default and that path does not exist, the original's
+    /// vg_splits.json built into this binary is used.
+    #[arg(long = "splits_json", default_value = sg2im::data::preprocess_vg::DEFAULT_SPLITS_JSON)]
     splits_json: PathBuf,
     #[arg(long = "images_json", default_value = "datasets/vg/image_data.json")]
     images_json: PathBuf,

@@ -347,6 +347,8 @@ pub struct GeneratorOutput {
 
 /// The first graph layer: a Linear when `gconv_num_layers == 0`, else a `GraphTripleConv`.
 #[derive(Debug, Clone)]
+// A handful of these exist per model, built once: boxing would only add indirection.
+#[allow(clippy::large_enum_variant)]
 pub enum Gconv {
     Linear(Linear),
     Triple(GraphTripleConv),

@@ -496,12 +496,13 @@ impl BatchNorm {
     pub fn forward4(&mut self, x: Tensor<4>) -> Tensor<4> {
         let [n, c, h, w] = x.dims();
         let shape = [1, c, 1, 1];
-        let (mean, var) = if self.training {
+        // Both modes apply `x·α + β` per channel with `α = γ/√(σ²+ε)`, `β = b − μ·α`: the form
+        // PyTorch's CPU kernel uses, and two passes over the activations instead of four.
+        let (centered_or_x, mean, var) = if self.training {
             let count = n * h * w;
             let mean = x.clone().mean_dim(0).mean_dim(2).mean_dim(3); // (1, C, 1, 1)
-            let centered = x.clone() - mean.clone();
-            let var = centered
-                .powf_scalar(2.0)
+            let centered = x - mean.clone();
+            let var = (centered.clone() * centered.clone())
                 .mean_dim(0)
                 .mean_dim(2)
                 .mean_dim(3);
@@ -515,15 +516,21 @@ impl BatchNorm {
             self.running_var = self.running_var.clone() * (1.0 - BN_MOMENTUM)
                 + unbiased.reshape([c]) * BN_MOMENTUM;
             self.num_batches_tracked += 1;
-            (mean, var)
+            // The batch mean is already subtracted: β is the bias alone.
+            (centered, None, var)
         } else {
             (
-                self.running_mean.clone().reshape(shape),
+                x,
+                Some(self.running_mean.clone().reshape(shape)),
                 self.running_var.clone().reshape(shape),
             )
         };
-        let inv_std = (var + BN_EPS).sqrt().recip();
-        (x - mean) * inv_std * self.weight.clone().reshape(shape) + self.bias.clone().reshape(shape)
+        let alpha = (var + BN_EPS).sqrt().recip() * self.weight.clone().reshape(shape);
+        let beta = match mean {
+            Some(mean) => self.bias.clone().reshape(shape) - mean * alpha.clone(),
+            None => self.bias.clone().reshape(shape),
+        };
+        centered_or_x * alpha + beta
     }
 }
 
@@ -658,6 +665,8 @@ impl Feature {
 /// One slot of a [`Sequential`]. Parameter-free slots (activations, instance norm, pooling)
 /// still take an index, exactly like in `nn.Sequential`, so state-dict keys line up.
 #[derive(Debug, Clone)]
+// A handful of these exist per model, built once: boxing would only add indirection.
+#[allow(clippy::large_enum_variant)]
 pub enum Layer {
     Linear(Linear),
     Conv2d(Conv2d),

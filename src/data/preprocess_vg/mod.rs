@@ -33,6 +33,14 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// The original's default `--splits_json`, a path inside its source tree.
+pub const DEFAULT_SPLITS_JSON: &str = "sg2im/data/vg_splits.json";
+
+/// The original's `sg2im/data/vg_splits.json` (86 463 train, 10 807 val, 10 807 test image ids),
+/// built into the binary: users of a Rust binary have no `sg2im/` source tree, so the default
+/// `--splits_json` falls back to this copy when that path does not exist.
+pub const BUILTIN_VG_SPLITS: &str = include_str!("../../../data/vg_splits.json");
+
 /// Every flag of `preprocess_vg.py`, same names and defaults (§17.1).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PreprocessVgConfig {
@@ -63,7 +71,7 @@ pub struct PreprocessVgConfig {
 impl Default for PreprocessVgConfig {
     fn default() -> Self {
         PreprocessVgConfig {
-            splits_json: "sg2im/data/vg_splits.json".into(),
+            splits_json: DEFAULT_SPLITS_JSON.into(),
             images_json: "datasets/vg/image_data.json".into(),
             objects_json: "datasets/vg/objects.json".into(),
             attributes_json: "datasets/vg/attributes.json".into(),
@@ -415,8 +423,13 @@ fn check_config(cfg: &PreprocessVgConfig) -> Result<()> {
             )));
         }
     }
+    if !uses_builtin_splits(cfg) && !cfg.splits_json.is_file() {
+        return Err(Error::invalid(format!(
+            "{}: no such file (given by --splits_json)",
+            cfg.splits_json.display()
+        )));
+    }
     for (flag, p) in [
-        ("--splits_json", &cfg.splits_json),
         ("--images_json", &cfg.images_json),
         ("--objects_json", &cfg.objects_json),
         ("--attributes_json", &cfg.attributes_json),
@@ -434,6 +447,11 @@ fn check_config(cfg: &PreprocessVgConfig) -> Result<()> {
     Ok(())
 }
 
+/// True when `--splits_json` was left at the original's default and that file does not exist.
+fn uses_builtin_splits(cfg: &PreprocessVgConfig) -> bool {
+    cfg.splits_json == Path::new(DEFAULT_SPLITS_JSON) && !cfg.splits_json.exists()
+}
+
 /// Runs the whole pipeline, printing the original's messages to `log` (stdout in the CLI) and
 /// progress to stderr when `cfg.progress`. Outputs are written only when everything succeeded,
 /// each atomically.
@@ -441,8 +459,16 @@ pub fn preprocess_vg(cfg: &PreprocessVgConfig, log: &mut dyn Write) -> Result<Pr
     check_config(cfg)?;
 
     // Splits (file key order) and the image records of split ids.
-    let splits_text =
-        std::fs::read_to_string(&cfg.splits_json).map_err(|e| Error::io(&cfg.splits_json, e))?;
+    let splits_text = if uses_builtin_splits(cfg) {
+        if cfg.progress {
+            eprintln!(
+                "{DEFAULT_SPLITS_JSON} not found: using the built-in copy of the original's vg_splits.json"
+            );
+        }
+        BUILTIN_VG_SPLITS.to_string()
+    } else {
+        std::fs::read_to_string(&cfg.splits_json).map_err(|e| Error::io(&cfg.splits_json, e))?
+    };
     let splits: IndexMap<String, Vec<i64>> =
         serde_json::from_str(&splits_text).map_err(|e| Error::json(&cfg.splits_json, &e))?;
     drop(splits_text);
