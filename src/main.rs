@@ -41,8 +41,6 @@ enum Command {
     DumpDataset(cmd::dump_dataset::Args),
     /// Write synthetic data in the real COCO-Stuff or Visual Genome on-disk formats.
     MakeSynthetic(cmd::make_synthetic::Args),
-    /// Benchmarks (inference, training step, data loading); prints medians.
-    Bench(cmd::bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -58,7 +56,6 @@ fn main() -> ExitCode {
         Command::PreprocessVg(a) => cmd::preprocess_vg::run(a),
         Command::DumpDataset(a) => cmd::dump_dataset::run(a),
         Command::MakeSynthetic(a) => cmd::make_synthetic::run(a),
-        Command::Bench(a) => cmd::bench::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -355,6 +355,8 @@ fn train_case(case: &str, with_masks: bool) {
         to_device(&mut model, &device, true);
         model.set_training(true);
         let g = GraphBatch::new(&objs, &triples, &o2i, &model.config.vocab, &device).unwrap();
+        // As in training: convolution weight gradients through the GEMM tape.
+        let tape = sg2im::model::conv_wgrad::Tape::begin();
         let out = model.forward(&g, Some(&boxes), with_masks.then(|| masks.clone()), None);
         let l1 = sg2im::model::losses::l1_loss(out.imgs.clone(), imgs.clone());
         let mse = sg2im::model::losses::mse_loss(out.boxes_pred.clone(), boxes_t.clone());
@@ -364,7 +366,8 @@ fn train_case(case: &str, with_masks: bool) {
             "L1_pixel_loss" => l1.clone(),
             _ => mse.clone(),
         };
-        let grads = loss.backward();
+        let mut grads = loss.backward();
+        tape.finish(&mut grads);
         (model, out, [l1, mse, total], grads)
     };
 

@@ -1,6 +1,5 @@
 //! One file per subcommand: flag parsing and a call into the library, nothing more.
 
-pub mod bench;
 pub mod download;
 pub mod dump_coco;
 pub mod dump_dataset;

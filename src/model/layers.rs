@@ -6,10 +6,8 @@
 use crate::model::params::{ParamKind, ParamMut, ParamRef, Params, key};
 use crate::{Error, Result};
 use burn::tensor::activation::{leaky_relu, relu};
-use burn::tensor::module::{avg_pool2d, conv2d, interpolate, max_pool2d};
-use burn::tensor::ops::{
-    AvgPoolOptions, ConvOptions, InterpolateMode, InterpolateOptions, MaxPoolOptions,
-};
+use burn::tensor::module::{avg_pool2d, interpolate, max_pool2d};
+use burn::tensor::ops::{AvgPoolOptions, InterpolateMode, InterpolateOptions, MaxPoolOptions};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand_distr::{Distribution, Normal, Uniform};
 use std::fmt;
@@ -416,11 +414,12 @@ impl Conv2d {
 
     /// `(N, Cin, H, W) → (N, Cout, H', W')`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        conv2d(
+        crate::model::conv_wgrad::conv2d_with_weight_grad(
             x,
             self.weight.clone(),
-            Some(self.bias.clone()),
-            ConvOptions::new([self.stride; 2], [self.padding; 2], [1, 1], 1),
+            self.bias.clone(),
+            self.stride,
+            self.padding,
         )
     }
 }

@@ -4,6 +4,7 @@
 use crate::Result;
 use crate::data::Batch;
 use crate::map_any;
+use crate::model::conv_wgrad::Tape;
 use crate::model::discriminators::{AcCropDiscriminator, PatchDiscriminator};
 use crate::model::generator::{GeneratorOutput, GraphBatch, Sg2Im};
 use crate::model::losses::{GanLossType, cross_entropy, l1_loss, mask_bce_loss, mse_loss};
@@ -244,6 +245,7 @@ pub fn generator_step(
     times: &mut StepTimes,
 ) -> GeneratorStep {
     let start = Instant::now();
+    let tape = Tape::begin();
     let out = nets
         .generator
         .forward(&batch.graph, Some(&batch.boxes), batch.masks.clone(), noise);
@@ -303,7 +305,8 @@ pub fn generator_step(
 
     let start = Instant::now();
     let fake = out.imgs.clone().detach();
-    let grads = total.backward();
+    let mut grads = total.backward();
+    tape.finish(&mut grads);
     nets.optim_g.step(&mut nets.generator, &grads);
     times.backward = start.elapsed();
     GeneratorStep {
@@ -321,6 +324,7 @@ pub fn d_obj_step(
     batch: &DeviceBatch,
     gan: GanLossType,
 ) -> DObjLosses {
+    let tape = Tape::begin();
     let objs = batch.graph.objs.clone();
     let (scores_fake, ac_loss_fake) =
         d_obj.forward(fake, objs.clone(), &batch.boxes, batch.obj_to_img.clone());
@@ -341,7 +345,8 @@ pub fn d_obj_step(
         d_ac_loss_real: scalar(&ac_loss_real),
         d_ac_loss_fake: scalar(&ac_loss_fake),
     };
-    let grads = total.backward();
+    let mut grads = total.backward();
+    tape.finish(&mut grads);
     optim.step(d_obj, &grads);
     losses
 }
@@ -354,6 +359,7 @@ pub fn d_img_step(
     batch: &DeviceBatch,
     gan: GanLossType,
 ) -> DImgLosses {
+    let tape = Tape::begin();
     let scores_fake = d_img.forward(fake);
     let scores_real = d_img.forward(batch.imgs.clone());
     let gan_loss = gan.d_loss(scores_real, scores_fake);
@@ -362,7 +368,8 @@ pub fn d_img_step(
     let losses = DImgLosses {
         d_img_gan_loss: scalar(&gan_loss),
     };
-    let grads = total.backward();
+    let mut grads = total.backward();
+    tape.finish(&mut grads);
     optim.step(d_img, &grads);
     losses
 }

@@ -1,8 +1,0 @@
-//! `sg2im bench` (being built; see the issues).
-
-#[derive(clap::Args, Debug)]
-pub struct Args {}
-
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`sg2im bench` is not available in this build yet")
-}
