@@ -281,8 +281,6 @@ pub fn sample_checkpoint(
         let out = forward_batch(&mut model, &batch, opts, loaded.index as u64, device)?;
         let (h, w) = batch.image_size;
         let (gh, gw) = opts.image_size;
-        let per_img = |o: &[f32], hw: usize, i: usize| o[i * 3 * hw..(i + 1) * 3 * hw].to_vec();
-        let m = batch.mask_size;
         let mp = model.config.mask_size;
         let mut start = 0;
         for i in 0..batch.num_images {
@@ -293,45 +291,17 @@ pub fn sample_checkpoint(
                     .count();
             let name = format!("{:04}.png", record.len());
             if opts.save_gt_imgs {
-                let rgb = deprocess_to_u8_hwc(&per_img(&batch.imgs, h * w, i), h, w);
+                let rgb = deprocess_to_u8_hwc(nth_image(&batch.imgs, i, h, w), h, w);
                 save_png_rgb(gt_dir.join(&name), &rgb, h, w)?;
             }
-            let rgb = deprocess_to_u8_hwc(&per_img(&out.imgs, gh * gw, i), gh, gw);
+            let rgb = deprocess_to_u8_hwc(nth_image(&out.imgs, i, gh, gw), gh, gw);
             save_png_rgb(img_dir.join(&name), &rgb, gh, gw)?;
             if opts.save_graphs {
                 let g = scene_graph(&model.config.vocab, &batch, start, end);
                 let stem = graph_dir.join(format!("{:04}", record.len()));
                 crate::vis::draw_scene_graph(&g, &stem, render)?;
             }
-            let o = end - start;
-            let boxes = |b: &[[f32; 4]]| {
-                let flat: Vec<f32> = b[start..end].iter().flatten().copied().collect();
-                PyValue::Tensor(TorchTensor::from_f32(vec![o, 4], &flat))
-            };
-            record.objs.push(PyValue::Tensor(TorchTensor::from_i64(
-                vec![o],
-                &batch.objs[start..end],
-            )));
-            record.boxes_pred.push(boxes(&out.boxes_pred));
-            record.boxes_gt.push(boxes(&batch.boxes));
-            record.masks_pred.push(match &out.masks_pred {
-                Some(mk) => PyValue::Tensor(TorchTensor::from_f32(
-                    vec![o, mp, mp],
-                    &mk[start * mp * mp..end * mp * mp],
-                )),
-                None => PyValue::None,
-            });
-            record.masks_gt.push(match &batch.masks {
-                Some(mk) => {
-                    let v: Vec<i64> = mk[start * m * m..end * m * m]
-                        .iter()
-                        .map(|&x| i64::from(x))
-                        .collect();
-                    PyValue::Tensor(TorchTensor::from_i64(vec![o, m, m], &v))
-                }
-                None => PyValue::None,
-            });
-            record.filenames.push(PyValue::Str(name));
+            record.push(&batch, &out, start..end, mp, name);
             start = end;
         }
         record.save(&data_path)?;
@@ -347,6 +317,11 @@ pub fn sample_checkpoint(
         num_images: record.len(),
         skipped,
     })
+}
+
+/// Image `i` `(3, H, W)` of `(N, 3, H, W)`.
+fn nth_image(imgs: &[f32], i: usize, h: usize, w: usize) -> &[f32] {
+    &imgs[i * 3 * h * w..(i + 1) * 3 * h * w]
 }
 
 /// One batch through the generator, on the host.
@@ -471,6 +446,48 @@ impl Record {
 
     fn len(&self) -> usize {
         self.filenames.len()
+    }
+
+    /// Appends image `objs` of `batch` (its objects' range); `mp` is the model's mask size.
+    fn push(
+        &mut self,
+        batch: &Batch,
+        out: &BatchOutput,
+        objs: std::ops::Range<usize>,
+        mp: usize,
+        filename: String,
+    ) {
+        let (start, end) = (objs.start, objs.end);
+        let o = end - start;
+        let m = batch.mask_size;
+        let boxes = |b: &[[f32; 4]]| {
+            let flat: Vec<f32> = b[objs.clone()].iter().flatten().copied().collect();
+            PyValue::Tensor(TorchTensor::from_f32(vec![o, 4], &flat))
+        };
+        self.objs.push(PyValue::Tensor(TorchTensor::from_i64(
+            vec![o],
+            &batch.objs[objs.clone()],
+        )));
+        self.boxes_pred.push(boxes(&out.boxes_pred));
+        self.boxes_gt.push(boxes(&batch.boxes));
+        self.masks_pred.push(match &out.masks_pred {
+            Some(mk) => PyValue::Tensor(TorchTensor::from_f32(
+                vec![o, mp, mp],
+                &mk[start * mp * mp..end * mp * mp],
+            )),
+            None => PyValue::None,
+        });
+        self.masks_gt.push(match &batch.masks {
+            Some(mk) => {
+                let v: Vec<i64> = mk[start * m * m..end * m * m]
+                    .iter()
+                    .map(|&x| i64::from(x))
+                    .collect();
+                PyValue::Tensor(TorchTensor::from_i64(vec![o, m, m], &v))
+            }
+            None => PyValue::None,
+        });
+        self.filenames.push(PyValue::Str(filename));
     }
 
     fn is_empty(&self) -> bool {

@@ -448,6 +448,10 @@ fn missing_files_are_one_line_errors_naming_the_file_and_flag() {
     ]);
     assert_one_line_error(&out, &["--instances_json", "instances.json"]);
 
+    let help = ok(sg2im(&["sample-images", "--help"]));
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("Fixed bugs of the original") && help.contains("--save_graphs works"));
+
     let out = sg2im(&["sample-images", "--dataset", "imagenet"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("expected coco, vg or shapes"));

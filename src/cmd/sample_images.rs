@@ -10,17 +10,19 @@ use std::path::PathBuf;
 
 const DEFAULT_CHECKPOINT: &str = "sg2im-models/vg64.pt";
 
-/// Writes `<output_dir>/images/%04d.png`, optionally `images_gt/%04d.png` and
-/// `graphs/%04d.png`, and `data.pt` (a `torch.load`-able dict of per-image `objs`,
-/// `boxes_pred`, `masks_pred`, `boxes_gt`, `masks_gt`, `filenames` and the `vocab`), rewritten
-/// after every batch. The dataset is built from the training arguments stored in the
-/// checkpoint.
-///
-/// Fixed bugs of the original: `--checkpoint_list` works (its default `--checkpoint` made it
-/// always fail), `--save_graphs` works, a model without mask network records `None` masks
-/// instead of crashing.
+/// Shown after the flags in `--help`.
+const AFTER_HELP: &str = "\
+Writes <output_dir>/images/%04d.png, optionally images_gt/%04d.png and graphs/%04d.png, and
+data.pt: a torch.load-able dict {vocab, objs, masks_pred, boxes_pred, masks_gt, boxes_gt,
+filenames} with one entry per image, rewritten after every batch. The dataset is built from
+the training arguments stored in the checkpoint.
+
+Fixed bugs of the original: --checkpoint_list works (the default --checkpoint made it always
+fail), --save_graphs works (wrong argument order), and a model without mask network records
+None for masks_pred instead of crashing.";
+
 #[derive(clap::Args, Debug)]
-#[command(args_override_self = true)]
+#[command(args_override_self = true, after_help = AFTER_HELP)]
 pub struct Args {
     /// Model file: an sg2im-rs model or checkpoint (.safetensors) or an original PyTorch
     /// checkpoint (.pt) [default: sg2im-models/vg64.pt, when --checkpoint_list is not given].
@@ -42,8 +44,10 @@ pub struct Args {
     /// H,W of the dataset images and the generated images (overrides the model's image size).
     #[arg(long = "image_size", default_value = "64,64", value_parser = parse_image_size)]
     image_size: (usize, usize),
+    /// Images per forward pass.
     #[arg(long = "batch_size", default_value_t = 24)]
     batch_size: usize,
+    /// 1: visit the dataset in a random order (from --seed).
     #[arg(long, default_value = "0", value_parser = parse_bool, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "1")]
     shuffle: bool,
     /// Threads preparing batches ahead of the model (0: in the main thread).
