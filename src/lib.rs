@@ -14,6 +14,7 @@
 //! | `losses.py` | [`model::losses`] |
 //! | `data/coco.py`, `data/vg.py`, `preprocess_vg.py` | [`data`] |
 //! | `train.py` | [`train`] |
+//! | `run_model.py`, `sample_images.py` | [`inference`], [`sample_images`] |
 //! | checkpoints (`torch.save` files, our own format) | [`io`] |
 
 pub mod data;
@@ -25,6 +26,7 @@ pub mod inference;
 pub mod io;
 pub mod model;
 pub mod pyrandom;
+pub mod sample_images;
 pub mod scene_graph;
 pub mod train;
 pub mod vis;

@@ -65,9 +65,9 @@ fn shapes(args: &TrainArgs) -> Result<Datasets> {
     })
 }
 
-/// Dataset seeds of the `shapes` splits.
-const SHAPES_TRAIN_SEED: u64 = 0;
-const SHAPES_VAL_SEED: u64 = 1;
+/// Dataset seeds of the `shapes` splits (`sample-images --dataset shapes` samples the val one).
+pub const SHAPES_TRAIN_SEED: u64 = 0;
+pub const SHAPES_VAL_SEED: u64 = 1;
 
 /// VG (§18.2 step 2): the vocabulary from `--vocab_json`; the training set capped at
 /// `--num_train_samples`, the validation set uncapped.
