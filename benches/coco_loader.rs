@@ -99,7 +99,8 @@ fn generate(dir: &Path, n: usize, files: usize) {
             counts.push((y1 - y0) as u32);
             counts.push((H - y1) as u32);
             // RLE strings use ASCII 48..111, which includes the backslash: escape it for JSON.
-            let s = rle::to_compressed_string(&rle::Rle { h: H, w: W, counts }).replace('\\', "\\\\");
+            let s =
+                rle::to_compressed_string(&rle::Rle { h: H, w: W, counts }).replace('\\', "\\\\");
             let _ = write!(
                 stuff,
                 "{}{{\"segmentation\": {{\"counts\": \"{s}\", \"size\": [{H}, {W}]}}, \"area\": 1.0, \"iscrowd\": 0, \"image_id\": {}, \"bbox\": [0, {y0}, {W}, {}], \"category_id\": {}, \"id\": {ann_id}}}",

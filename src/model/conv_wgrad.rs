@@ -11,11 +11,12 @@
 //! weight (autodiff then computes only the input and bias gradients) and adds a zero "tap" leaf
 //! to its output, whose gradient after `backward()` is `G`. [`Tape::finish`] turns each tap into
 //! `dL/dW` and stores it in the `Gradients` under the weight, where the optimiser finds it.
+//! Only on the CPU (`flex`) device: GPU backends keep their own backward.
 
 use burn::tensor::Gradients;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -94,9 +95,14 @@ pub fn conv2d_with_weight_grad(
     padding: usize,
 ) -> Tensor<4> {
     let opts = ConvOptions::new([stride; 2], [padding; 2], [1, 1], 1);
-    // Strided convolutions (the discriminators' downsampling layers) keep Burn's backward:
-    // the padded-plane GEMM of `weight_grad` needs stride 1.
-    let taping = stride == 1 && weight.is_require_grad() && TAPS.with(|t| t.borrow().is_some());
+    // The GEMMs run on the host: only worth it where the tensors already live there (`flex`);
+    // GPU backends keep their own backward. Strided convolutions (the discriminators' small
+    // downsampling layers) measured no faster through `weight_grad` (per-tap column copies),
+    // so they keep Burn's backward too.
+    let taping = stride == 1
+        && weight.is_require_grad()
+        && TAPS.with(|t| t.borrow().is_some())
+        && x.device().inner() == Device::flex();
     if !taping {
         return conv2d(x, weight, Some(bias), opts);
     }
@@ -334,7 +340,7 @@ unsafe fn gemm_block(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::{Device, Distribution};
+    use burn::tensor::Distribution;
 
     /// The tape's gradients equal Burn's own (its convolution-based weight backward) for the
     /// kernel/stride/padding combinations sg2im uses, non-square inputs, and a weight used
@@ -367,6 +373,9 @@ mod tests {
                 let y1 = conv2d_with_weight_grad(x1.clone(), wt.clone(), b.clone(), s, p);
                 let loss =
                     (y0.clone() * y0).sum() + (y1.clone() * y1.clone()).sum() * 0.5 + y1.sum();
+                let recorded = TAPS.with(|t| t.borrow().as_ref().map_or(0, Vec::len));
+                let expected = if taped && s == 1 { 2 } else { 0 };
+                assert_eq!(recorded, expected, "tape engaged");
                 let mut grads = loss.backward();
                 if let Some(t) = tape {
                     t.finish(&mut grads);
@@ -401,6 +410,36 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// `weight_grad` with stride 2 (not taped in training, kept correct for direct use).
+    #[test]
+    fn strided_weight_grad_equals_burns() {
+        let dev = Device::flex().autodiff();
+        let x: Tensor<4> = Tensor::random([3, 4, 9, 8], Distribution::Normal(0., 1.), &dev);
+        let w: Tensor<4> =
+            Tensor::random([5, 4, 4, 4], Distribution::Normal(0., 0.3), &dev).require_grad();
+        let y = conv2d(
+            x.clone(),
+            w.clone(),
+            None,
+            ConvOptions::new([2, 2], [1, 1], [1, 1], 1),
+        );
+        let g: Tensor<4> = Tensor::random(y.dims(), Distribution::Normal(0., 1.), &dev);
+        let grads = (y * g.clone()).sum().backward();
+        let want = w
+            .grad(&grads)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let got = weight_grad(x, g.inner(), [5, 4, 4, 4], 2, 1)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        for (u, v) in got.iter().zip(&want) {
+            assert!((u - v).abs() <= 1e-4 + 1e-4 * v.abs(), "{u} vs {v}");
         }
     }
 
