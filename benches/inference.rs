@@ -20,6 +20,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
+    // As the `sg2im` binary does at start-up.
+    sg2im::malloc::tune_for_large_tensors();
     let shared = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared"));
     let graphs_path = shared.join("reference/data/scene_graphs/figure_6_sheep.json");
     let vocab =

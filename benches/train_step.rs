@@ -159,6 +159,8 @@ fn bench(name: &str, flags: &[&str], batch_size: usize, reps: usize, original_s:
 }
 
 fn main() {
+    // As the `sg2im` binary does at start-up.
+    sg2im::malloc::tune_for_large_tensors();
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
         // SAFETY: set before any thread (rayon's pool included) is started.
         unsafe { std::env::set_var("RAYON_NUM_THREADS", "2") };

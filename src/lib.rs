@@ -24,6 +24,7 @@ pub mod error;
 pub mod imagenet;
 pub mod inference;
 pub mod io;
+pub mod malloc;
 pub mod model;
 pub mod pyrandom;
 pub mod sample_images;

@@ -44,6 +44,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    sg2im::malloc::tune_for_large_tensors();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(a) => cmd::run::run(a),

@@ -356,7 +356,7 @@ fn train_case(case: &str, with_masks: bool) {
         model.set_training(true);
         let g = GraphBatch::new(&objs, &triples, &o2i, &model.config.vocab, &device).unwrap();
         // As in training: convolution weight gradients through the GEMM tape.
-        let tape = sg2im::model::conv_wgrad::Tape::begin();
+        let tape = sg2im::model::conv_gemm::Tape::begin();
         let out = model.forward(&g, Some(&boxes), with_masks.then(|| masks.clone()), None);
         let l1 = sg2im::model::losses::l1_loss(out.imgs.clone(), imgs.clone());
         let mse = sg2im::model::losses::mse_loss(out.boxes_pred.clone(), boxes_t.clone());

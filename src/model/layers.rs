@@ -414,7 +414,7 @@ impl Conv2d {
 
     /// `(N, Cin, H, W) → (N, Cout, H', W')`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        crate::model::conv_wgrad::conv2d_with_weight_grad(
+        crate::model::conv_gemm::conv2d_gemm(
             x,
             self.weight.clone(),
             self.bias.clone(),

@@ -9,10 +9,10 @@
 //! | [`generator`] | `model.py` | the whole generator |
 //! | [`discriminators`] | `discriminators.py` | D_img, D_obj |
 //! | [`losses`], [`metrics`] | `losses.py`, `metrics.py` | training objective, box IoU |
-//! | [`conv_wgrad`] | – | (training speed: convolution weight gradients as GEMMs) |
+//! | [`conv_gemm`] | – | (CPU speed: convolutions and their weight gradients as GEMMs) |
 
 pub mod bilinear;
-pub mod conv_wgrad;
+pub mod conv_gemm;
 pub mod crn;
 pub mod discriminators;
 pub mod generator;

@@ -4,7 +4,7 @@
 use crate::Result;
 use crate::data::Batch;
 use crate::map_any;
-use crate::model::conv_wgrad::Tape;
+use crate::model::conv_gemm::Tape;
 use crate::model::discriminators::{AcCropDiscriminator, PatchDiscriminator};
 use crate::model::generator::{GeneratorOutput, GraphBatch, Sg2Im};
 use crate::model::losses::{GanLossType, cross_entropy, l1_loss, mask_bce_loss, mse_loss};

@@ -1,17 +1,20 @@
-//! Convolution weight gradients as large GEMMs over im2col columns (training speed only: the
-//! result is the same gradient up to float summation order).
+//! Convolutions as long strided GEMMs on the CPU, where Burn 0.22's `flex` backend is slow:
+//! the whole forward pass when no gradient is recorded (inference), and the weight gradient in
+//! training. Results equal Burn's up to float summation order.
 //!
-//! Why: Burn 0.22's default `conv2d_weight_backward`, which `flex` uses, runs a convolution whose
+//! Why: Burn's default `conv2d_weight_backward`, which `flex` uses, runs a convolution whose
 //! "kernel" is the output gradient: per input channel one GEMM with only `k×k` output columns.
 //! On this project's 2-core machine that reached 38–76 GFLOP/s on the refinement network's
-//! shapes, against 150–220 GFLOP/s for plain GEMMs of the same work, which [`weight_grad`] uses.
+//! shapes, against 100–220 GFLOP/s for plain GEMMs of the same work, which [`weight_grad`] uses;
+//! `flex`'s forward (per-image im2col tiles) is likewise slower than [`forward_host`]'s k² GEMMs
+//! over the zero-padded input, which build no im2col matrix at all.
 //!
-//! How, without a custom autodiff op: while a [`Tape`] is open on this thread, every
-//! [`conv2d_with_weight_grad`] whose weight requires a gradient convolves with the *detached*
-//! weight (autodiff then computes only the input and bias gradients) and adds a zero "tap" leaf
-//! to its output, whose gradient after `backward()` is `G`. [`Tape::finish`] turns each tap into
-//! `dL/dW` and stores it in the `Gradients` under the weight, where the optimiser finds it.
-//! Only on the CPU (`flex`) device: GPU backends keep their own backward.
+//! Weight gradients without a custom autodiff op: while a [`Tape`] is open on this thread,
+//! every [`conv2d_gemm`] whose weight requires a gradient convolves with the *frozen* weight
+//! (autodiff then computes only the input and bias gradients) and adds a zero "tap" leaf to its
+//! output, whose gradient after `backward()` is the output gradient. [`Tape::finish`] turns each
+//! tap into `dL/dW` and stores it in the `Gradients` under the weight, where the optimiser finds
+//! it. Only stride-1 convolutions on the CPU (`flex`) device: GPU backends keep their own code.
 
 use burn::tensor::Gradients;
 use burn::tensor::module::conv2d;
@@ -23,10 +26,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
 
-/// Turns the GEMM weight gradients on or off process-wide (on by default). Off, every
-/// convolution uses Burn's own backward; useful to compare the two.
+/// Turns the GEMM convolutions (inference forward and training weight gradients) on or off
+/// process-wide (on by default). Off, every convolution is Burn's; useful to compare the two.
 pub fn set_enabled(on: bool) {
     ENABLED.store(on, Ordering::Relaxed);
+}
+
+fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
 }
 
 struct Tap {
@@ -51,7 +58,7 @@ pub struct Tape(());
 impl Tape {
     /// Opens the tape (replacing any unfinished one on this thread).
     pub fn begin() -> Self {
-        TAPS.with(|t| *t.borrow_mut() = ENABLED.load(Ordering::Relaxed).then(Vec::new));
+        TAPS.with(|t| *t.borrow_mut() = enabled().then(Vec::new));
         Tape(())
     }
 
@@ -82,12 +89,13 @@ impl Drop for Tape {
     }
 }
 
-/// `conv2d(x, weight, bias)` with stride and symmetric zero padding; while a [`Tape`] is open
-/// and `weight` requires a gradient, its weight gradient is left to [`Tape::finish`].
+/// `conv2d(x, weight, bias)` with stride and symmetric zero padding. On a plain CPU device
+/// (no autodiff) stride-1 convolutions run as [`forward_host`]; while a [`Tape`] is open and
+/// `weight` requires a gradient, its weight gradient is left to [`Tape::finish`].
 ///
 /// # Shapes
 /// `x (N, Ci, H, W)`, `weight (Co, Ci, k, k)`, `bias (Co,)` → `(N, Co, H', W')`.
-pub fn conv2d_with_weight_grad(
+pub fn conv2d_gemm(
     x: Tensor<4>,
     weight: Tensor<4>,
     bias: Tensor<1>,
@@ -95,6 +103,11 @@ pub fn conv2d_with_weight_grad(
     padding: usize,
 ) -> Tensor<4> {
     let opts = ConvOptions::new([stride; 2], [padding; 2], [1, 1], 1);
+    let device = x.device();
+    if stride == 1 && !device.is_autodiff() && device == Device::flex() && enabled() {
+        // Inference on the CPU: no graph to record, so the whole convolution can be ours.
+        return forward_host(x, weight, bias, padding);
+    }
     // The GEMMs run on the host: only worth it where the tensors already live there (`flex`);
     // GPU backends keep their own backward. Strided convolutions (the discriminators' small
     // downsampling layers) measured no faster through `weight_grad` (per-tap column copies),
@@ -123,6 +136,119 @@ pub fn conv2d_with_weight_grad(
         }
     });
     out + tap
+}
+
+/// A raw pointer the threads may share: each writes only its own columns.
+#[derive(Clone, Copy)]
+struct SharedMut(*mut f32);
+// SAFETY: used only for disjoint writes (see `forward_host`).
+unsafe impl Send for SharedMut {}
+unsafe impl Sync for SharedMut {}
+
+impl SharedMut {
+    /// A method, so closures capture the whole (Send) wrapper rather than its raw pointer field.
+    fn ptr(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// The zero-padded input laid out `(Ci, N, Hp, Wp)` plus `slack` zeros after the last plane.
+fn pad_planes(x: &[f32], [n, ci, h, w]: [usize; 4], padding: usize, slack: usize) -> Vec<f32> {
+    let (hp, wp) = (h + 2 * padding, w + 2 * padding);
+    let plane = n * hp * wp;
+    let mut xpad = vec![0f32; ci * plane + slack];
+    xpad[..ci * plane]
+        .par_chunks_mut(plane)
+        .enumerate()
+        .for_each(|(c, dst)| {
+            for b in 0..n {
+                let src = &x[(b * ci + c) * h * w..][..h * w];
+                for y in 0..h {
+                    let d = &mut dst[b * hp * wp + (y + padding) * wp + padding..][..w];
+                    d.copy_from_slice(&src[y * w..][..w]);
+                }
+            }
+        });
+    xpad
+}
+
+/// Stride-1 convolution forward on host data, for devices without autodiff: with the input
+/// laid out as in [`weight_grad`], `Out (Co, N·Hp·Wp) = Σᵢⱼ Wᵢⱼ (Co, Ci) · Xᵢⱼ (Ci, N·Hp·Wp)`
+/// (k² accumulating GEMMs; the positions are split between the threads), then the valid
+/// `H'×W'` window of each image is kept and the bias added.
+///
+/// # Shapes
+/// `x (N, Ci, H, W)`, `weight (Co, Ci, k, k)`, `bias (Co,)` → `(N, Co, H', W')`.
+pub fn forward_host(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>, padding: usize) -> Tensor<4> {
+    let [n, ci, h, w] = x.dims();
+    let [co, _, kh, kw] = weight.dims();
+    let device = x.device();
+    let (hp, wp) = (h + 2 * padding, w + 2 * padding);
+    let (oh, ow) = (hp + 1 - kh, wp + 1 - kw);
+    let host = |d: TensorData| {
+        d.convert::<f32>()
+            .try_into_vec::<f32>()
+            .expect("f32 after convert")
+    };
+    let xs = host(x.into_data());
+    let ws = host(weight.into_data());
+    let bs = host(bias.into_data());
+    let plane = n * hp * wp;
+    let xpad = pad_planes(&xs, [n, ci, h, w], padding, (kh - 1) * wp + kw);
+    let k2 = kh * kw;
+    let mut out_pad = vec![0f32; co * plane];
+    let dst = SharedMut(out_pad.as_mut_ptr());
+    let threads = rayon::current_num_threads().clamp(1, 8);
+    let part = plane.div_ceil(threads).max(1);
+    (0..threads).into_par_iter().for_each(|th| {
+        let t0 = th * part;
+        let len = part.min(plane.saturating_sub(t0));
+        if len == 0 {
+            return;
+        }
+        for ij in 0..k2 {
+            let (i, j) = (ij / kw, ij % kw);
+            // SAFETY: dst columns [t0, t0 + len) of the Co×plane output belong to this thread
+            // alone; lhs is W[:, :, i, j] inside `ws`; rhs element (c, t) =
+            // xpad[c·plane + i·Wp + j + t0 + t] stays inside `xpad` thanks to the slack.
+            unsafe {
+                gemm::gemm(
+                    co,
+                    len,
+                    ci,
+                    dst.ptr().add(t0),
+                    1,
+                    plane as isize,
+                    ij > 0,
+                    ws.as_ptr().add(ij),
+                    k2 as isize,
+                    (ci * k2) as isize,
+                    xpad.as_ptr().add(i * wp + j + t0),
+                    1,
+                    plane as isize,
+                    1.0f32,
+                    1.0f32,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        }
+    });
+    let mut out = vec![0f32; n * co * oh * ow];
+    out.par_chunks_mut(oh * ow)
+        .enumerate()
+        .for_each(|(bo, dst)| {
+            let (b, o) = (bo / co, bo % co);
+            let src = &out_pad[o * plane + b * hp * wp..];
+            for y in 0..oh {
+                for (d, v) in dst[y * ow..][..ow].iter_mut().zip(&src[y * wp..][..ow]) {
+                    *d = v + bs[o];
+                }
+            }
+        });
+    Tensor::<4>::from_data(TensorData::new(out, [n, co, oh, ow]), &device)
 }
 
 /// `dL/dW` of a convolution (symmetric zero padding `p`, stride `s`) from its input
@@ -166,20 +292,7 @@ pub fn weight_grad(
     let partials: Vec<Vec<f32>> = if stride == 1 {
         let plane = n * hp * wp; // one channel of every image
         // Reads run up to (k−1)·Wp + (k−1) past the last plane; they meet zero gradients.
-        let slack = (kh - 1) * wp + kw;
-        let mut xpad = vec![0f32; ci * plane + slack];
-        xpad[..ci * plane]
-            .par_chunks_mut(plane)
-            .enumerate()
-            .for_each(|(c, dst)| {
-                for b in 0..n {
-                    let src = &x[(b * ci + c) * h * w..][..h * w];
-                    for y in 0..h {
-                        let d = &mut dst[b * hp * wp + (y + padding) * wp + padding..][..w];
-                        d.copy_from_slice(&src[y * w..][..w]);
-                    }
-                }
-            });
+        let xpad = pad_planes(x, [n, ci, h, w], padding, (kh - 1) * wp + kw);
         let mut gpad = vec![0f32; co * plane];
         gpad.par_chunks_mut(plane).enumerate().for_each(|(o, dst)| {
             for b in 0..n {
@@ -369,8 +482,8 @@ mod tests {
             let xi = x0.clone().require_grad();
             let run = |taped: bool| {
                 let tape = taped.then(Tape::begin);
-                let y0 = conv2d_with_weight_grad(xi.clone(), wt.clone(), b.clone(), s, p);
-                let y1 = conv2d_with_weight_grad(x1.clone(), wt.clone(), b.clone(), s, p);
+                let y0 = conv2d_gemm(xi.clone(), wt.clone(), b.clone(), s, p);
+                let y1 = conv2d_gemm(x1.clone(), wt.clone(), b.clone(), s, p);
                 let loss =
                     (y0.clone() * y0).sum() + (y1.clone() * y1.clone()).sum() * 0.5 + y1.sum();
                 let recorded = TAPS.with(|t| t.borrow().as_ref().map_or(0, Vec::len));
@@ -413,6 +526,42 @@ mod tests {
         }
     }
 
+    /// The inference forward equals Burn's convolution (1e-5 abs + rel: summation order only),
+    /// and `conv2d_gemm` takes it on a plain CPU device.
+    #[test]
+    fn host_forward_equals_burns() {
+        let dev = Device::flex();
+        for &(n, ci, h, w, co, k, p) in &[
+            (2usize, 5usize, 8usize, 8usize, 4usize, 3usize, 1usize),
+            (3, 3, 9, 7, 6, 3, 1),
+            (1, 6, 5, 11, 5, 1, 0),
+            (2, 2, 6, 10, 3, 3, 0),
+            (4, 7, 4, 4, 9, 3, 1),
+        ] {
+            let x: Tensor<4> = Tensor::random([n, ci, h, w], Distribution::Normal(0., 1.), &dev);
+            let wt: Tensor<4> = Tensor::random([co, ci, k, k], Distribution::Normal(0., 0.3), &dev);
+            let b: Tensor<1> = Tensor::random([co], Distribution::Normal(0., 0.3), &dev);
+            let want = conv2d(
+                x.clone(),
+                wt.clone(),
+                Some(b.clone()),
+                ConvOptions::new([1, 1], [p, p], [1, 1], 1),
+            );
+            let got = forward_host(x.clone(), wt.clone(), b.clone(), p);
+            let via_layer = conv2d_gemm(x, wt, b, 1, p);
+            assert_eq!(got.dims(), want.dims());
+            let want = want.into_data().try_to_vec::<f32>().unwrap();
+            for t in [got, via_layer] {
+                for (u, v) in t.into_data().try_to_vec::<f32>().unwrap().iter().zip(&want) {
+                    assert!(
+                        (u - v).abs() <= 1e-5 + 1e-5 * v.abs(),
+                        "k{k} p{p}: {u} vs {v}"
+                    );
+                }
+            }
+        }
+    }
+
     /// `weight_grad` with stride 2 (not taped in training, kept correct for direct use).
     #[test]
     fn strided_weight_grad_equals_burns() {
@@ -449,7 +598,7 @@ mod tests {
         let x: Tensor<4> = Tensor::ones([1, 1, 4, 4], &dev);
         let w: Tensor<4> = Tensor::ones([1, 1, 3, 3], &dev).require_grad();
         let b: Tensor<1> = Tensor::zeros([1], &dev).require_grad();
-        let y = conv2d_with_weight_grad(x, w.clone(), b, 1, 1);
+        let y = conv2d_gemm(x, w.clone(), b, 1, 1);
         let grads = y.sum().backward();
         // Burn's own backward ran: the weight has its gradient without any tape.
         let g = w
