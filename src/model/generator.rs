@@ -632,9 +632,10 @@ impl Sg2Im {
     ) -> Result<(Self, Vec<String>)> {
         let (cfg, warnings) = Sg2ImConfig::from_model_kwargs(&net.kwargs)
             .map_err(|e| Error::invalid(format!("{what}: {e}")))?;
-        // The random initial weights are overwritten by the state dict.
+        // Every weight is overwritten by the (strictly checked) state dict: build with zeros.
         let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-        let mut model = Self::init(&cfg, device, &mut rng)?;
+        let mut model =
+            crate::model::layers::with_placeholder_weights(|| Self::init(&cfg, device, &mut rng))?;
         load_state_dict(&mut model, &net.state, device, what)?;
         model.set_training(false);
         Ok((model, warnings))

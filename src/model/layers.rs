@@ -289,7 +289,30 @@ impl fmt::Display for CnnArch {
 // Initialisation (PyTorch 0.4 defaults, §21.5.6), drawn on the CPU from a seeded RNG so that a
 // model built from a seed is identical on every backend.
 
+thread_local! {
+    static PLACEHOLDER_WEIGHTS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with every layer built on this thread getting zero weights instead of random ones:
+/// for models whose state dict is loaded right after (drawing 28 M random numbers only to
+/// overwrite them was a tenth of `sg2im run`).
+pub fn with_placeholder_weights<T>(f: impl FnOnce() -> T) -> T {
+    let before = PLACEHOLDER_WEIGHTS.with(|p| p.replace(true));
+    let out = f();
+    PLACEHOLDER_WEIGHTS.with(|p| p.set(before));
+    out
+}
+
+fn placeholder(shape: &[usize]) -> Option<TensorData> {
+    PLACEHOLDER_WEIGHTS
+        .with(|p| p.get())
+        .then(|| TensorData::new(vec![0f32; shape.iter().product()], shape.to_vec()))
+}
+
 fn uniform_data(rng: &mut dyn rand::RngCore, shape: &[usize], bound: f64) -> TensorData {
+    if let Some(zeros) = placeholder(shape) {
+        return zeros;
+    }
     let n: usize = shape.iter().product();
     let dist = Uniform::new_inclusive(-bound as f32, bound as f32).expect("finite bound");
     let v: Vec<f32> = (0..n).map(|_| dist.sample(rng)).collect();
@@ -297,6 +320,9 @@ fn uniform_data(rng: &mut dyn rand::RngCore, shape: &[usize], bound: f64) -> Ten
 }
 
 fn normal_data(rng: &mut dyn rand::RngCore, shape: &[usize], std: f64) -> TensorData {
+    if let Some(zeros) = placeholder(shape) {
+        return zeros;
+    }
     let n: usize = shape.iter().product();
     let dist = Normal::new(0.0f32, std as f32).expect("finite std");
     let v: Vec<f32> = (0..n).map(|_| dist.sample(rng)).collect();
