@@ -177,9 +177,39 @@ fn pad_planes(x: &[f32], [n, ci, h, w]: [usize; 4], padding: usize, slack: usize
 /// (k² accumulating GEMMs; the positions are split between the threads), then the valid
 /// `H'×W'` window of each image is kept and the bias added.
 ///
+/// Large batches go through in chunks of images so the padded copies stay under
+/// [`HOST_CHUNK_FLOATS`].
+///
 /// # Shapes
 /// `x (N, Ci, H, W)`, `weight (Co, Ci, k, k)`, `bias (Co,)` → `(N, Co, H', W')`.
 pub fn forward_host(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>, padding: usize) -> Tensor<4> {
+    let [n, ci, h, w] = x.dims();
+    let [co, ..] = weight.dims();
+    let per_image = (ci + co) * (h + 2 * padding) * (w + 2 * padding);
+    let chunk = (HOST_CHUNK_FLOATS / per_image.max(1)).max(1);
+    if n <= chunk {
+        return forward_host_batch(x, weight, bias, padding);
+    }
+    let parts: Vec<Tensor<4>> = (0..n)
+        .step_by(chunk)
+        .map(|b0| {
+            let b1 = (b0 + chunk).min(n);
+            let xs = x.clone().slice([b0..b1, 0..ci, 0..h, 0..w]);
+            forward_host_batch(xs, weight.clone(), bias.clone(), padding)
+        })
+        .collect();
+    Tensor::cat(parts, 0)
+}
+
+/// Floats of padded input plus padded output [`forward_host`] handles at once (256 MiB).
+pub const HOST_CHUNK_FLOATS: usize = 64 << 20;
+
+fn forward_host_batch(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Tensor<1>,
+    padding: usize,
+) -> Tensor<4> {
     let [n, ci, h, w] = x.dims();
     let [co, _, kh, kw] = weight.dims();
     let device = x.device();
@@ -560,6 +590,26 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A batch larger than one chunk gives the same result as Burn's convolution.
+    #[test]
+    fn host_forward_in_chunks() {
+        let dev = Device::flex();
+        // (Ci + Co)·Hp·Wp = 8·66·66 floats per image: 2 000 images exceed one chunk.
+        let n = HOST_CHUNK_FLOATS / (8 * 66 * 66) + 3;
+        let x: Tensor<4> = Tensor::random([n, 4, 64, 64], Distribution::Normal(0., 1.), &dev);
+        let wt: Tensor<4> = Tensor::random([4, 4, 3, 3], Distribution::Normal(0., 0.3), &dev);
+        let b: Tensor<1> = Tensor::random([4], Distribution::Normal(0., 0.3), &dev);
+        let want = conv2d(
+            x.clone(),
+            wt.clone(),
+            Some(b.clone()),
+            ConvOptions::new([1, 1], [1, 1], [1, 1], 1),
+        );
+        let got = forward_host(x, wt, b, 1);
+        let diff = (got - want).abs().max().into_scalar::<f32>();
+        assert!(diff < 1e-4, "max difference {diff}");
     }
 
     /// `weight_grad` with stride 2 (not taped in training, kept correct for direct use).
