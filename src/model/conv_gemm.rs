@@ -43,7 +43,6 @@ struct Tap {
     x: Tensor<4>,
     /// Zero leaf added to the output: its gradient is the output gradient.
     tap: Tensor<4>,
-    stride: usize,
     padding: usize,
 }
 
@@ -73,7 +72,7 @@ impl Tape {
                 continue;
             };
             let dims = tap.weight.dims();
-            let dw = weight_grad(tap.x, g, dims, tap.stride, tap.padding);
+            let dw = weight_grad(tap.x, g, dims, tap.padding);
             let total = match tap.weight.grad(grads) {
                 Some(prev) => prev + dw,
                 None => dw,
@@ -111,14 +110,14 @@ pub fn conv2d_gemm(
         // Inference on the CPU: no graph to record, so the whole convolution can be ours.
         return forward_host(x, weight, bias, padding);
     }
-    // The GEMMs run on the host: only worth it where the tensors already live there (`flex`);
-    // GPU backends keep their own backward. Strided convolutions (the discriminators' small
-    // downsampling layers) measured no faster through `weight_grad` (per-tap column copies),
-    // so they keep Burn's backward too.
+    // The GEMMs run on the host: only worth it where the tensors already live there (`flex`;
+    // device equality ignores autodiff); GPU backends keep their own backward. Strided
+    // convolutions (the discriminators' small downsampling layers) measured no faster with
+    // per-tap column copies, so they keep Burn's backward too.
     let taping = stride == 1
         && weight.is_require_grad()
         && TAPS.with(|t| t.borrow().is_some())
-        && x.device().inner() == Device::flex();
+        && device == Device::flex();
     if !taping {
         return conv2d(x, weight, Some(bias), opts);
     }
@@ -133,7 +132,6 @@ pub fn conv2d_gemm(
                 weight,
                 x: x.detach(),
                 tap: tap.clone(),
-                stride,
                 padding,
             })
         }
@@ -155,24 +153,51 @@ impl SharedMut {
     }
 }
 
-/// The zero-padded input laid out `(Ci, N, Hp, Wp)` plus `slack` zeros after the last plane.
-fn pad_planes(x: &[f32], [n, ci, h, w]: [usize; 4], padding: usize, slack: usize) -> Vec<f32> {
-    let (hp, wp) = (h + 2 * padding, w + 2 * padding);
+/// `src (N, C, H, W)` laid out as `C` planes of `(N, Hp, Wp)` zeros with each `H×W` image at row
+/// and column `offset`, plus `slack` zeros after the last plane: the zero-padded input
+/// (`offset = p`) or the output gradient padded to the input's planes (`offset = 0`).
+fn to_planes(
+    src: &[f32],
+    [n, c, h, w]: [usize; 4],
+    (hp, wp): (usize, usize),
+    offset: usize,
+    slack: usize,
+) -> Vec<f32> {
     let plane = n * hp * wp;
-    let mut xpad = vec![0f32; ci * plane + slack];
-    xpad[..ci * plane]
+    let mut out = vec![0f32; c * plane + slack];
+    out[..c * plane]
         .par_chunks_mut(plane)
         .enumerate()
-        .for_each(|(c, dst)| {
+        .for_each(|(ch, dst)| {
             for b in 0..n {
-                let src = &x[(b * ci + c) * h * w..][..h * w];
+                let img = &src[(b * c + ch) * h * w..][..h * w];
                 for y in 0..h {
-                    let d = &mut dst[b * hp * wp + (y + padding) * wp + padding..][..w];
-                    d.copy_from_slice(&src[y * w..][..w]);
+                    dst[b * hp * wp + (y + offset) * wp + offset..][..w]
+                        .copy_from_slice(&img[y * w..][..w]);
                 }
             }
         });
-    xpad
+    out
+}
+
+/// One contiguous range `(t0, len)` of `positions` per thread, in order (empty ranges dropped).
+/// The GEMMs here are short and wide, which gemm's own threading, over output blocks, does not
+/// split well; splitting the positions does.
+fn thread_ranges(positions: usize) -> Vec<(usize, usize)> {
+    let threads = rayon::current_num_threads().clamp(1, 8);
+    let part = positions.div_ceil(threads).max(1);
+    (0..threads)
+        .map(|th| (th * part, part.min(positions.saturating_sub(th * part))))
+        .filter(|&(_, len)| len > 0)
+        .collect()
+}
+
+/// A tensor's values on the host, as f32.
+fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 after convert")
 }
 
 /// Stride-1 convolution forward on host data, for devices without autodiff: with the input
@@ -218,27 +243,15 @@ fn forward_host_batch(
     let device = x.device();
     let (hp, wp) = (h + 2 * padding, w + 2 * padding);
     let (oh, ow) = (hp + 1 - kh, wp + 1 - kw);
-    let host = |d: TensorData| {
-        d.convert::<f32>()
-            .try_into_vec::<f32>()
-            .expect("f32 after convert")
-    };
-    let xs = host(x.into_data());
-    let ws = host(weight.into_data());
-    let bs = host(bias.into_data());
+    let xs = host(x);
+    let ws = host(weight);
+    let bs = host(bias);
     let plane = n * hp * wp;
-    let xpad = pad_planes(&xs, [n, ci, h, w], padding, (kh - 1) * wp + kw);
+    let xpad = to_planes(&xs, [n, ci, h, w], (hp, wp), padding, (kh - 1) * wp + kw);
     let k2 = kh * kw;
     let mut out_pad = vec![0f32; co * plane];
     let dst = SharedMut(out_pad.as_mut_ptr());
-    let threads = rayon::current_num_threads().clamp(1, 8);
-    let part = plane.div_ceil(threads).max(1);
-    (0..threads).into_par_iter().for_each(|th| {
-        let t0 = th * part;
-        let len = part.min(plane.saturating_sub(t0));
-        if len == 0 {
-            return;
-        }
+    thread_ranges(plane).into_par_iter().for_each(|(t0, len)| {
         for ij in 0..k2 {
             let (i, j) = (ij / kw, ij % kw);
             // SAFETY: dst columns [t0, t0 + len) of the Co×plane output belong to this thread
@@ -284,65 +297,54 @@ fn forward_host_batch(
     Tensor::<4>::from_data(TensorData::new(out, [n, co, oh, ow]), &device)
 }
 
-/// `dL/dW` of a convolution (symmetric zero padding `p`, stride `s`) from its input
+/// `dL/dW` of a stride-1 convolution (symmetric zero padding `p`) from its input
 /// `x (N, Ci, H, W)` and output gradient `g (N, Co, H', W')`.
 ///
-/// Stride 1 builds no im2col matrix: with the input zero-padded and laid out `(Ci, N, Hp, Wp)`,
-/// the tap `(i, j)` of every input channel, over all images and output positions, is one
-/// strided row: position `t = n·Hp·Wp + y·Wp + x` reads element `i·Wp + j + t` of the channel's
-/// plane. The output gradient laid out `(Co, N, Hp, Wp)` with zeros where `y ≥ H'` or `x ≥ W'`
-/// makes the positions that wrap into the next row or image contribute nothing, so
-/// `dW[:, :, i, j] = Gpad (Co, N·Hp·Wp) · Xᵢⱼᵀ (N·Hp·Wp, Ci)`. Strided convolutions (small maps
-/// in sg2im's discriminators) copy each tap's columns compactly instead. Either way: k² GEMMs
-/// with long inner dimensions, split between the threads.
+/// No im2col matrix is built: with the input zero-padded and laid out `(Ci, N, Hp, Wp)`, the
+/// tap `(i, j)` of every input channel, over all images and output positions, is one strided
+/// row: position `t = n·Hp·Wp + y·Wp + x` reads element `i·Wp + j + t` of the channel's plane.
+/// The output gradient laid out `(Co, N, Hp, Wp)` with zeros where `y ≥ H'` or `x ≥ W'` makes
+/// the positions that wrap into the next row or image contribute nothing, so
+/// `dW[:, :, i, j] = Gpad (Co, N·Hp·Wp) · Xᵢⱼᵀ (N·Hp·Wp, Ci)`: k² GEMMs with long inner
+/// dimensions, the positions split between the threads (each with its own partial dW, summed
+/// in order, so the result is deterministic).
 ///
 /// # Shapes
 /// → `(Co, Ci, k, k)` (`w_dims`), on `x`'s device without autodiff (what `Gradients` hold).
-pub fn weight_grad(
-    x: Tensor<4>,
-    g: Tensor<4>,
-    w_dims: [usize; 4],
-    stride: usize,
-    padding: usize,
-) -> Tensor<4> {
+pub fn weight_grad(x: Tensor<4>, g: Tensor<4>, w_dims: [usize; 4], padding: usize) -> Tensor<4> {
     let [n, ci, h, w] = x.dims();
     let [_, co, oh, ow] = g.dims();
     let [_, _, kh, kw] = w_dims;
     let (hp, wp) = (h + 2 * padding, w + 2 * padding);
     assert!(
-        stride >= 1 && (hp - kh) / stride + 1 == oh && (wp - kw) / stride + 1 == ow,
-        "weight_grad: output {oh}x{ow} does not match input {h}x{w}, kernel {kh}x{kw}, stride {stride}, padding {padding}"
+        oh + kh == hp + 1 && ow + kw == wp + 1,
+        "weight_grad (stride 1): output {oh}x{ow} does not match input {h}x{w}, kernel {kh}x{kw}, padding {padding}"
     );
     let x = x.inner();
     let device = x.device();
-    let x = x.into_data().convert::<f32>();
-    let x = x.as_slice::<f32>().expect("f32 after convert");
-    let g = g.inner().into_data().convert::<f32>();
-    let g = g.as_slice::<f32>().expect("f32 after convert");
+    let plane = n * hp * wp; // one channel of every image
+    // Reads run up to (k−1)·Wp + (k−1) past the last plane; they meet zero gradients.
+    let xpad = to_planes(
+        &host(x),
+        [n, ci, h, w],
+        (hp, wp),
+        padding,
+        (kh - 1) * wp + kw,
+    );
+    let gpad = to_planes(&host(g.inner()), [n, co, oh, ow], (hp, wp), 0, 0);
     let k2 = kh * kw;
-
-    // (k·k, Co, Ci) blocks, one per tap, summed over the thread partials below.
-    let partials: Vec<Vec<f32>> = if stride == 1 {
-        let plane = n * hp * wp; // one channel of every image
-        // Reads run up to (k−1)·Wp + (k−1) past the last plane; they meet zero gradients.
-        let xpad = pad_planes(x, [n, ci, h, w], padding, (kh - 1) * wp + kw);
-        let mut gpad = vec![0f32; co * plane];
-        gpad.par_chunks_mut(plane).enumerate().for_each(|(o, dst)| {
-            for b in 0..n {
-                let src = &g[(b * co + o) * oh * ow..][..oh * ow];
-                for y in 0..oh {
-                    dst[b * hp * wp + y * wp..][..ow].copy_from_slice(&src[y * ow..][..ow]);
-                }
-            }
-        });
-        split_k(plane, co * ci * k2, |t0, len, dw| {
+    // Per thread: (k·k, Co, Ci) blocks, one per tap.
+    let partials: Vec<Vec<f32>> = thread_ranges(plane)
+        .into_par_iter()
+        .map(|(t0, len)| {
+            let mut dw = vec![0f32; co * ci * k2];
             for ij in 0..k2 {
                 let (i, j) = (ij / kw, ij % kw);
                 // SAFETY: rhs element (t, c) = xpad[c·plane + i·Wp + j + t0 + t] with
-                // t0 + t < plane stays inside `xpad` thanks to `slack`.
+                // t0 + t < plane stays inside `xpad` thanks to the slack.
                 unsafe {
                     gemm_block(
-                        dw,
+                        &mut dw,
                         ij,
                         (co, ci, len),
                         gpad.as_ptr().add(t0),
@@ -352,59 +354,9 @@ pub fn weight_grad(
                     )
                 };
             }
+            dw
         })
-    } else {
-        let cols = n * oh * ow;
-        let mut gm = vec![0f32; co * cols];
-        gm.par_chunks_mut(cols).enumerate().for_each(|(o, row)| {
-            for b in 0..n {
-                row[b * oh * ow..][..oh * ow]
-                    .copy_from_slice(&g[(b * co + o) * oh * ow..][..oh * ow]);
-            }
-        });
-        // Each tap's columns: X_ij (Ci, N·H'·W'), zero where the tap falls in the padding.
-        let taps: Vec<Vec<f32>> = (0..k2)
-            .map(|ij| {
-                let (i, j) = (ij / kw, ij % kw);
-                let mut col = vec![0f32; ci * cols];
-                col.par_chunks_mut(cols).enumerate().for_each(|(c, row)| {
-                    for b in 0..n {
-                        let src = &x[(b * ci + c) * h * w..][..h * w];
-                        for y in 0..oh {
-                            let yy = (y * stride + i) as isize - padding as isize;
-                            if yy < 0 || yy >= h as isize {
-                                continue;
-                            }
-                            let line = &src[yy as usize * w..][..w];
-                            for (xo, d) in row[(b * oh + y) * ow..][..ow].iter_mut().enumerate() {
-                                let xx = (xo * stride + j) as isize - padding as isize;
-                                if xx >= 0 && xx < w as isize {
-                                    *d = line[xx as usize];
-                                }
-                            }
-                        }
-                    }
-                });
-                col
-            })
-            .collect();
-        split_k(cols, co * ci * k2, |t0, len, dw| {
-            for (ij, col) in taps.iter().enumerate() {
-                // SAFETY: rhs element (t, c) = col[c·cols + t0 + t], t0 + t < cols.
-                unsafe {
-                    gemm_block(
-                        dw,
-                        ij,
-                        (co, ci, len),
-                        gm.as_ptr().add(t0),
-                        cols,
-                        col.as_ptr().add(t0),
-                        cols,
-                    )
-                };
-            }
-        })
-    };
+        .collect();
     // Sum the partials and move from (k·k, Co, Ci) to the weight's (Co, Ci, k, k).
     let mut dw = vec![0f32; co * ci * k2];
     for (o, row) in dw.chunks_mut(ci * k2).enumerate() {
@@ -415,31 +367,6 @@ pub fn weight_grad(
         }
     }
     Tensor::<4>::from_data(TensorData::new(dw, w_dims), &device)
-}
-
-/// Splits `positions` (the GEMMs' inner dimension) into one contiguous range per thread; each
-/// range fills its own zeroed partial of `len` floats through `f(t0, len, partial)`. The GEMMs
-/// are short and wide (Co×Ci outputs, many positions), which gemm's own threading, over output
-/// blocks, does not split well. Partials come back in range order (deterministic sums).
-fn split_k(
-    positions: usize,
-    len: usize,
-    f: impl Fn(usize, usize, &mut [f32]) + Sync,
-) -> Vec<Vec<f32>> {
-    let threads = rayon::current_num_threads().clamp(1, 8);
-    let part = positions.div_ceil(threads).max(1);
-    (0..threads)
-        .into_par_iter()
-        .map(|th| {
-            let t0 = th * part;
-            let n = part.min(positions.saturating_sub(t0));
-            let mut dw = vec![0f32; len];
-            if n > 0 {
-                f(t0, n, &mut dw);
-            }
-            dw
-        })
-        .collect()
 }
 
 /// `dw[ij] (Co×Ci, row-major) = lhs (Co×K, row stride lhs_rs) · rhs (K×Ci: element (t, c) at
@@ -613,36 +540,6 @@ mod tests {
         let got = forward_host(x, wt, b, 1);
         let diff = (got - want).abs().max().into_scalar::<f32>();
         assert!(diff < 1e-4, "max difference {diff}");
-    }
-
-    /// `weight_grad` with stride 2 (not taped in training, kept correct for direct use).
-    #[test]
-    fn strided_weight_grad_equals_burns() {
-        let dev = Device::flex().autodiff();
-        let x: Tensor<4> = Tensor::random([3, 4, 9, 8], Distribution::Normal(0., 1.), &dev);
-        let w: Tensor<4> =
-            Tensor::random([5, 4, 4, 4], Distribution::Normal(0., 0.3), &dev).require_grad();
-        let y = conv2d(
-            x.clone(),
-            w.clone(),
-            None,
-            ConvOptions::new([2, 2], [1, 1], [1, 1], 1),
-        );
-        let g: Tensor<4> = Tensor::random(y.dims(), Distribution::Normal(0., 1.), &dev);
-        let grads = (y * g.clone()).sum().backward();
-        let want = w
-            .grad(&grads)
-            .unwrap()
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
-        let got = weight_grad(x, g.inner(), [5, 4, 4, 4], 2, 1)
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
-        for (u, v) in got.iter().zip(&want) {
-            assert!((u - v).abs() <= 1e-4 + 1e-4 * v.abs(), "{u} vs {v}");
-        }
     }
 
     #[test]
