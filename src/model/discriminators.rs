@@ -8,11 +8,10 @@ use crate::model::layers::{
     Sequential, build_cnn,
 };
 use crate::model::losses::cross_entropy;
-use crate::model::params::{load_state_dict, state_dict};
+use crate::model::params::{build_and_load, state_map};
 use crate::vocab::Vocab;
 use crate::{Error, Result};
 use burn::tensor::{Device, Int, Tensor};
-use rand::SeedableRng;
 use serde_json::{Value, json};
 
 /// CNN options shared by both discriminators (their kwargs minus vocab and crop size).
@@ -273,18 +272,15 @@ impl PatchDiscriminator {
     pub fn from_net_state(net: &NetState, device: &Device, what: &str) -> Result<Self> {
         let cfg = Self::config_from_kwargs(&net.kwargs)
             .map_err(|e| Error::invalid(format!("{what}: {e}")))?;
-        let mut d = Self::init(&cfg, device, &mut rand::rngs::StdRng::seed_from_u64(0))?;
-        load_state_dict(&mut d, &net.state, device, what)?;
-        Ok(d)
+        build_and_load(&net.state, device, what, |rng| {
+            Self::init(&cfg, device, rng)
+        })
     }
 
     pub fn to_net_state(&self) -> NetState {
         NetState {
             kwargs: self.to_kwargs(),
-            state: state_dict(self)
-                .into_iter()
-                .map(|(k, _, v)| (k, v))
-                .collect(),
+            state: state_map(self),
         }
     }
 }
@@ -294,18 +290,15 @@ impl AcCropDiscriminator {
     pub fn from_net_state(net: &NetState, device: &Device, what: &str) -> Result<Self> {
         let cfg = Self::config_from_kwargs(&net.kwargs)
             .map_err(|e| Error::invalid(format!("{what}: {e}")))?;
-        let mut d = Self::init(&cfg, device, &mut rand::rngs::StdRng::seed_from_u64(0))?;
-        load_state_dict(&mut d, &net.state, device, what)?;
-        Ok(d)
+        build_and_load(&net.state, device, what, |rng| {
+            Self::init(&cfg, device, rng)
+        })
     }
 
     pub fn to_net_state(&self) -> NetState {
         NetState {
             kwargs: self.to_kwargs(),
-            state: state_dict(self)
-                .into_iter()
-                .map(|(k, _, v)| (k, v))
-                .collect(),
+            state: state_map(self),
         }
     }
 }

@@ -9,12 +9,11 @@ use crate::model::layers::{
     build_mlp,
 };
 use crate::model::layout::{boxes_to_layout, masks_to_layout};
-use crate::model::params::{ParamKind, ParamMut, ParamRef, Params, load_state_dict, state_dict};
+use crate::model::params::{ParamKind, ParamMut, ParamRef, Params, build_and_load, state_map};
 use crate::vocab::Vocab;
 use crate::{Error, Result};
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
-use rand::SeedableRng;
 use rand_distr::{Distribution as _, StandardNormal};
 use serde_json::{Value, json};
 
@@ -632,11 +631,9 @@ impl Sg2Im {
     ) -> Result<(Self, Vec<String>)> {
         let (cfg, warnings) = Sg2ImConfig::from_model_kwargs(&net.kwargs)
             .map_err(|e| Error::invalid(format!("{what}: {e}")))?;
-        // Every weight is overwritten by the (strictly checked) state dict: build with zeros.
-        let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-        let mut model =
-            crate::model::layers::with_placeholder_weights(|| Self::init(&cfg, device, &mut rng))?;
-        load_state_dict(&mut model, &net.state, device, what)?;
+        let mut model = build_and_load(&net.state, device, what, |rng| {
+            Self::init(&cfg, device, rng)
+        })?;
         model.set_training(false);
         Ok((model, warnings))
     }
@@ -645,10 +642,7 @@ impl Sg2Im {
     pub fn to_net_state(&self) -> NetState {
         NetState {
             kwargs: self.config.to_model_kwargs(),
-            state: state_dict(self)
-                .into_iter()
-                .map(|(k, _, v)| (k, v))
-                .collect(),
+            state: state_map(self),
         }
     }
 

@@ -296,7 +296,7 @@ thread_local! {
 /// Runs `f` with every layer built on this thread getting zero weights instead of random ones:
 /// for models whose state dict is loaded right after (drawing 28 M random numbers only to
 /// overwrite them was a tenth of `sg2im run`).
-pub fn with_placeholder_weights<T>(f: impl FnOnce() -> T) -> T {
+pub(crate) fn with_placeholder_weights<T>(f: impl FnOnce() -> T) -> T {
     let before = PLACEHOLDER_WEIGHTS.with(|p| p.replace(true));
     let out = f();
     PLACEHOLDER_WEIGHTS.with(|p| p.set(before));
