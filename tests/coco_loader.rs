@@ -8,6 +8,9 @@
 //! `image_u8`/`image` are exact because the JPEG decoder (mozjpeg) and the resize match
 //! libjpeg-turbo and Pillow 13 bit for bit, which `decoded_rgb_sha256` checks separately.
 
+mod common;
+
+use common::{f32s, f64s, i64s};
 use safetensors::SafeTensors;
 use serde_json::Value;
 use sg2im::data::SceneGraphDataset;
@@ -96,33 +99,6 @@ fn fixture(cfg: &str) -> &'static Fixture {
 
 fn st(f: &Fixture) -> SafeTensors<'_> {
     SafeTensors::deserialize(&f.tensors).unwrap()
-}
-
-fn i64s(st: &SafeTensors, key: &str) -> Vec<i64> {
-    let t = st.tensor(key).unwrap();
-    assert_eq!(t.dtype(), safetensors::Dtype::I64, "{key}");
-    t.data()
-        .chunks_exact(8)
-        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
-        .collect()
-}
-
-fn f32s(st: &SafeTensors, key: &str) -> Vec<f32> {
-    let t = st.tensor(key).unwrap();
-    assert_eq!(t.dtype(), safetensors::Dtype::F32, "{key}");
-    t.data()
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-        .collect()
-}
-
-fn f64s(st: &SafeTensors, key: &str) -> Vec<f64> {
-    let t = st.tensor(key).unwrap();
-    assert_eq!(t.dtype(), safetensors::Dtype::F64, "{key}");
-    t.data()
-        .chunks_exact(8)
-        .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
-        .collect()
 }
 
 fn items(f: &Fixture) -> &Vec<Value> {

@@ -7,6 +7,9 @@
 //! decoder and Pillow's bilinear resize bit for bit, and `image` is computed from `image_u8`
 //! with the same float32 operations as torchvision.
 
+mod common;
+
+use common::{f32s, i64s};
 use serde_json::Value;
 use sg2im::data::SceneGraphDataset;
 use sg2im::data::preprocess_vg::{PreprocessVgConfig, preprocess_vg};
@@ -53,24 +56,6 @@ impl Expected {
     }
 }
 
-fn ints(st: &safetensors::SafeTensors, key: &str) -> Vec<i64> {
-    let t = st.tensor(key).unwrap();
-    assert_eq!(t.dtype(), safetensors::Dtype::I64, "{key}");
-    t.data()
-        .chunks_exact(8)
-        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
-        .collect()
-}
-
-fn floats(st: &safetensors::SafeTensors, key: &str) -> Vec<f32> {
-    let t = st.tensor(key).unwrap();
-    assert_eq!(t.dtype(), safetensors::Dtype::F32, "{key}");
-    t.data()
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-        .collect()
-}
-
 /// Checks every recorded item of `config_name` (deterministic ones, and seeded random ones
 /// with the recorded `random.seed`) against `ds`. Returns how many items were checked.
 fn check_items(ds: &VgSceneGraphDataset, config_name: &str, exp: &Expected) -> usize {
@@ -86,13 +71,13 @@ fn check_items(ds: &VgSceneGraphDataset, config_name: &str, exp: &Expected) -> u
             .into_iter()
             .map(|v| v as i64)
             .collect();
-        assert_eq!(obj_idxs, ints(&st, &key("obj_idxs")), "{}", key("obj_idxs"));
+        assert_eq!(obj_idxs, i64s(&st, &key("obj_idxs")), "{}", key("obj_idxs"));
         let s = ds.get(i, seed).unwrap();
-        assert_eq!(s.objs, ints(&st, &key("objs")), "{}", key("objs"));
+        assert_eq!(s.objs, i64s(&st, &key("objs")), "{}", key("objs"));
         let triples: Vec<i64> = s.triples.iter().flatten().copied().collect();
-        assert_eq!(triples, ints(&st, &key("triples")), "{}", key("triples"));
+        assert_eq!(triples, i64s(&st, &key("triples")), "{}", key("triples"));
         let boxes: Vec<f32> = s.boxes.iter().flatten().copied().collect();
-        assert_eq!(boxes, floats(&st, &key("boxes")), "{}", key("boxes"));
+        assert_eq!(boxes, f32s(&st, &key("boxes")), "{}", key("boxes"));
         assert_eq!(s.image_size, (64, 64));
         assert!(s.masks.is_none());
 
@@ -112,7 +97,7 @@ fn check_items(ds: &VgSceneGraphDataset, config_name: &str, exp: &Expected) -> u
             "{}",
             key("image_u8")
         );
-        assert_eq!(s.image, floats(&st, &key("image")), "{}", key("image"));
+        assert_eq!(s.image, f32s(&st, &key("image")), "{}", key("image"));
     }
     items.len()
 }
@@ -274,7 +259,7 @@ fn dump_writes_every_item_under_its_index() {
             st.tensor(&format!("{i:04}/image")).unwrap().shape(),
             [3, 32, 48]
         );
-        assert_eq!(ints(&st, &format!("{i:04}/objs")), s.objs);
+        assert_eq!(i64s(&st, &format!("{i:04}/objs")), s.objs);
         assert_eq!(
             st.tensor(&format!("{i:04}/triples")).unwrap().shape(),
             [s.triples.len(), 3]
