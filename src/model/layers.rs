@@ -3,6 +3,8 @@
 //! slots exactly like `nn.Sequential`, the MLP builder and the CNN builder with its
 //! architecture-string grammar (`I3,C4-64-2,C4-128-2,…`).
 
+use crate::model::cpu_ops::{host, on_cpu};
+use crate::model::norm_act::{BnStats, batch_norm_act};
 use crate::model::params::{ParamKind, ParamMut, ParamRef, Params, key};
 use crate::{Error, Result};
 use burn::tensor::activation::{leaky_relu, relu};
@@ -84,9 +86,20 @@ impl Activation {
     }
 
     pub fn apply<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        if let Some(y) = crate::model::norm_act::leaky_relu(&x, self.slope() as f32) {
+            return y;
+        }
         match self {
             Self::Relu => relu(x),
             Self::LeakyRelu { slope, .. } => leaky_relu(x, *slope),
+        }
+    }
+
+    /// The negative slope (0 for ReLU).
+    pub fn slope(&self) -> f64 {
+        match self {
+            Self::Relu => 0.0,
+            Self::LeakyRelu { slope, .. } => *slope,
         }
     }
 }
@@ -511,14 +524,72 @@ impl BatchNorm {
         }
     }
 
-    /// `(B, C)` (BatchNorm1d).
-    pub fn forward2(&mut self, x: Tensor<2>) -> Tensor<2> {
-        let [b, c] = x.dims();
-        self.forward4(x.reshape([b, c, 1, 1])).reshape([b, c])
+    /// BatchNorm1d or BatchNorm2d by the feature's rank, then `act` if given.
+    pub fn forward(&mut self, x: Feature, act: Option<&Activation>) -> Feature {
+        match x {
+            Feature::Vec(t) => Feature::Vec(self.forward2(t, act)),
+            Feature::Map(t) => Feature::Map(self.forward4(t, act)),
+        }
     }
 
-    /// `(N, C, H, W)` (BatchNorm2d).
-    pub fn forward4(&mut self, x: Tensor<4>) -> Tensor<4> {
+    /// `(B, C)` (BatchNorm1d), then `act` if given.
+    pub fn forward2(&mut self, x: Tensor<2>, act: Option<&Activation>) -> Tensor<2> {
+        let [b, c] = x.dims();
+        self.forward4(x.reshape([b, c, 1, 1]), act).reshape([b, c])
+    }
+
+    /// `(N, C, H, W)` (BatchNorm2d), then `act` if given: on the CPU one fused operation
+    /// ([`norm_act`](crate::model::norm_act)), elsewhere Burn's operations.
+    pub fn forward4(&mut self, x: Tensor<4>, act: Option<&Activation>) -> Tensor<4> {
+        if on_cpu(&x) {
+            let running;
+            let stats = if self.training {
+                BnStats::Batch
+            } else {
+                running = (
+                    host(self.running_mean.clone()),
+                    host(self.running_var.clone()),
+                );
+                BnStats::Running {
+                    mean: &running.0,
+                    var: &running.1,
+                }
+            };
+            let slope = act.map(|a| a.slope() as f32);
+            if let Some(out) = batch_norm_act(&x, &self.weight, &self.bias, stats, BN_EPS, slope) {
+                if let Some((mean, var)) = out.batch_stats {
+                    let [n, _, h, w] = x.dims();
+                    self.update_running(mean, var, n * h * w);
+                }
+                return out.y;
+            }
+        }
+        let y = self.forward4_composed(x);
+        match act {
+            Some(a) => a.apply(y),
+            None => y,
+        }
+    }
+
+    /// Moves the running statistics towards a batch's mean and (biased) variance over `count`
+    /// values per channel; the variance enters unbiased, as in PyTorch.
+    fn update_running(&mut self, mean: Vec<f32>, var: Vec<f32>, count: usize) {
+        let device = self.running_mean.device();
+        let c = mean.len();
+        let unbias = if count > 1 {
+            count as f64 / (count - 1) as f64
+        } else {
+            1.0
+        };
+        let mean = Tensor::<1>::from_data(TensorData::new(mean, [c]), &device);
+        let var = Tensor::<1>::from_data(TensorData::new(var, [c]), &device) * unbias;
+        self.running_mean = self.running_mean.clone() * (1.0 - BN_MOMENTUM) + mean * BN_MOMENTUM;
+        self.running_var = self.running_var.clone() * (1.0 - BN_MOMENTUM) + var * BN_MOMENTUM;
+        self.num_batches_tracked += 1;
+    }
+
+    /// The same normalisation from Burn's elementary operations (GPU devices).
+    fn forward4_composed(&mut self, x: Tensor<4>) -> Tensor<4> {
         let [n, c, h, w] = x.dims();
         let shape = [1, c, 1, 1];
         // Both modes apply `x·α + β` per channel with `α = γ/√(σ²+ε)`, `β = b − μ·α`: the form
@@ -712,10 +783,7 @@ impl Layer {
         match self {
             Layer::Linear(l) => Feature::Vec(l.forward(x.into_vec())),
             Layer::Conv2d(c) => Feature::Map(c.forward(x.into_map())),
-            Layer::BatchNorm(bn) => match x {
-                Feature::Vec(t) => Feature::Vec(bn.forward2(t)),
-                Feature::Map(t) => Feature::Map(bn.forward4(t)),
-            },
+            Layer::BatchNorm(bn) => bn.forward(x, None),
             Layer::InstanceNorm => Feature::Map(instance_norm(x.into_map())),
             Layer::Act(a) => match x {
                 Feature::Vec(t) => Feature::Vec(a.apply(t)),
@@ -780,8 +848,16 @@ pub struct Sequential {
 
 impl Sequential {
     pub fn forward(&mut self, mut x: Feature) -> Feature {
-        for layer in &mut self.layers {
-            x = layer.forward(x);
+        let mut i = 0;
+        while i < self.layers.len() {
+            // A BatchNorm and the activation after it run as one operation (`norm_act`).
+            if let [Layer::BatchNorm(bn), Layer::Act(act), ..] = &mut self.layers[i..] {
+                x = bn.forward(x, Some(act));
+                i += 2;
+            } else {
+                x = self.layers[i].forward(x);
+                i += 1;
+            }
         }
         x
     }

@@ -9,10 +9,13 @@
 //! | [`generator`] | `model.py` | the whole generator |
 //! | [`discriminators`] | `discriminators.py` | D_img, D_obj |
 //! | [`losses`], [`metrics`] | `losses.py`, `metrics.py` | training objective, box IoU |
-//! | [`conv_gemm`] | – | (CPU speed: convolutions and their weight gradients as GEMMs) |
+//! | [`conv_gemm`] | – | (CPU speed: stride-1 convolutions and their gradients as long GEMMs) |
+//! | [`norm_act`] | – | (CPU speed: BatchNorm + activation as one pass each way) |
+//! | [`cpu_ops`] | – | (what those two share: the on/off switch, host buffers) |
 
 pub mod bilinear;
 pub mod conv_gemm;
+pub mod cpu_ops;
 pub mod crn;
 pub mod discriminators;
 pub mod generator;
@@ -21,4 +24,5 @@ pub mod layers;
 pub mod layout;
 pub mod losses;
 pub mod metrics;
+pub mod norm_act;
 pub mod params;

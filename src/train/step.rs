@@ -4,7 +4,6 @@
 use crate::Result;
 use crate::data::Batch;
 use crate::map_any;
-use crate::model::conv_gemm::Tape;
 use crate::model::discriminators::{AcCropDiscriminator, PatchDiscriminator};
 use crate::model::generator::{GeneratorOutput, GraphBatch, Sg2Im};
 use crate::model::losses::{GanLossType, cross_entropy, l1_loss, mask_bce_loss, mse_loss};
@@ -245,7 +244,6 @@ pub fn generator_step(
     times: &mut StepTimes,
 ) -> GeneratorStep {
     let start = Instant::now();
-    let tape = Tape::begin();
     let out = nets
         .generator
         .forward(&batch.graph, Some(&batch.boxes), batch.masks.clone(), noise);
@@ -305,8 +303,7 @@ pub fn generator_step(
 
     let start = Instant::now();
     let fake = out.imgs.clone().detach();
-    let mut grads = total.backward();
-    tape.finish(&mut grads);
+    let grads = total.backward();
     nets.optim_g.step(&mut nets.generator, &grads);
     times.backward = start.elapsed();
     GeneratorStep {
@@ -324,7 +321,6 @@ pub fn d_obj_step(
     batch: &DeviceBatch,
     gan: GanLossType,
 ) -> DObjLosses {
-    let tape = Tape::begin();
     let objs = batch.graph.objs.clone();
     let (scores_fake, ac_loss_fake) =
         d_obj.forward(fake, objs.clone(), &batch.boxes, batch.obj_to_img.clone());
@@ -345,8 +341,7 @@ pub fn d_obj_step(
         d_ac_loss_real: scalar(&ac_loss_real),
         d_ac_loss_fake: scalar(&ac_loss_fake),
     };
-    let mut grads = total.backward();
-    tape.finish(&mut grads);
+    let grads = total.backward();
     optim.step(d_obj, &grads);
     losses
 }
@@ -359,7 +354,6 @@ pub fn d_img_step(
     batch: &DeviceBatch,
     gan: GanLossType,
 ) -> DImgLosses {
-    let tape = Tape::begin();
     let scores_fake = d_img.forward(fake);
     let scores_real = d_img.forward(batch.imgs.clone());
     let gan_loss = gan.d_loss(scores_real, scores_fake);
@@ -368,8 +362,7 @@ pub fn d_img_step(
     let losses = DImgLosses {
         d_img_gan_loss: scalar(&gan_loss),
     };
-    let mut grads = total.backward();
-    tape.finish(&mut grads);
+    let grads = total.backward();
     optim.step(d_img, &grads);
     losses
 }

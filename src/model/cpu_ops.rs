@@ -1,0 +1,81 @@
+//! Plumbing shared by the CPU kernels that stand in for Burn's on the `flex` device
+//! ([`conv_gemm`](super::conv_gemm), [`norm_act`](super::norm_act)): the process-wide switch,
+//! access to a tensor's host buffer, and the `Autodiff<Flex>` type their custom autodiff
+//! operations are written for (Burn's backend-extension API).
+//!
+//! Why custom operations at all: Burn 0.22's autodiff records every elementary tensor operation
+//! and `flex` runs each as its own pass over memory, so a BatchNorm + LeakyReLU costs about
+//! twenty passes over the activations in training where the arithmetic needs four, and its
+//! convolutions run image by image. These kernels keep the same results (up to float summation
+//! order) with fewer passes and longer GEMMs.
+
+use burn::tensor::{DType, Device, Tensor, TensorData};
+use burn_autodiff::checkpoint::strategy::NoCheckpointing;
+use burn_dispatch::backends::{Autodiff, Flex};
+use burn_flex::FlexTensor;
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Turns this crate's CPU kernels (GEMM convolutions, fused BatchNorm + activation) on or off
+/// process-wide (on by default). Off, every operation is Burn's own; the benchmarks and tests
+/// use it to compare the two.
+pub fn set_enabled(on: bool) {
+    ENABLED.store(on, Ordering::Relaxed);
+}
+
+pub(crate) fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// The training backend as Burn's dispatch layer holds it (no gradient checkpointing, which is
+/// what `Device::flex().autodiff()` gives).
+pub(crate) type AdFlex = Autodiff<Flex, NoCheckpointing>;
+
+/// Whether the kernels may take `t`: switched on, an f32 tensor on the CPU (`flex`) device,
+/// with or without autodiff (device equality ignores autodiff).
+pub(crate) fn on_cpu<const D: usize>(t: &Tensor<D>) -> bool {
+    enabled() && t.dtype() == DType::F32 && t.device() == Device::flex()
+}
+
+/// The tensor's values as one contiguous f32 slice (borrowed when already laid out so).
+pub(crate) fn dense(t: &FlexTensor) -> Cow<'_, [f32]> {
+    match t.as_slice::<f32>() {
+        Some(s) => Cow::Borrowed(s),
+        None => Cow::Owned(
+            t.to_contiguous()
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .expect("f32 after convert"),
+        ),
+    }
+}
+
+/// A tensor's values on the host, as f32.
+pub(crate) fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 after convert")
+}
+
+/// A contiguous f32 `flex` tensor owning `values` (no copy).
+pub(crate) fn flex_tensor(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape.to_vec()))
+}
+
+/// A raw pointer the threads may share: each writes only its own disjoint part.
+#[derive(Clone, Copy)]
+pub(crate) struct SharedMut(pub(crate) *mut f32);
+// SAFETY: used only for disjoint writes (each user documents its partition).
+unsafe impl Send for SharedMut {}
+unsafe impl Sync for SharedMut {}
+
+impl SharedMut {
+    /// A method, so closures capture the whole (Send) wrapper rather than its raw pointer field.
+    pub(crate) fn ptr(self) -> *mut f32 {
+        self.0
+    }
+}
