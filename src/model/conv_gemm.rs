@@ -1,6 +1,6 @@
-//! Stride-1 convolutions as long strided GEMMs on the CPU, where Burn 0.22's `flex` backend is
-//! slow: forward, input gradient and weight gradient. Results equal Burn's up to float
-//! summation order.
+//! Convolutions as long strided GEMMs on the CPU, where Burn 0.22's `flex` backend is slow:
+//! forward, input gradient and weight gradient. Results equal Burn's up to float summation
+//! order.
 //!
 //! Why: `flex` convolves image by image through im2col tiles, and its weight gradient is a
 //! convolution whose "kernel" is the output gradient (per input channel one GEMM with only
@@ -14,8 +14,9 @@
 //! backend-extension API): [`ConvBackward`] computes the input gradient as the same kind of
 //! convolution (the output gradient with the flipped, transposed kernel), the weight gradient
 //! with [`weight_grad_host`] and the bias gradient as a sum. Strided convolutions (the
-//! discriminators' small downsampling layers), other devices (GPU backends) and other
-//! autodiff configurations keep Burn's own code.
+//! discriminators' downsampling layers) become stride-1 ones over the input's phases
+//! ([`Geometry`]). Other devices (GPU backends) and other autodiff configurations keep Burn's
+//! own code.
 
 use super::cpu_ops::{AdFlex, SharedMut, dense, flex_tensor, host, on_cpu};
 use burn::tensor::module::conv2d;
@@ -30,8 +31,9 @@ use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
 /// `conv2d(x, weight, bias)` with stride and symmetric zero padding. On the CPU (`flex`)
-/// stride-1 convolutions with a square kernel run as [`conv_host`]: directly without autodiff
-/// (inference), as a custom autodiff operation with autodiff (training).
+/// convolutions with a square kernel run as [`conv_host`]: directly without autodiff
+/// (inference), as a custom autodiff operation with autodiff (training). Strided ones become
+/// stride-1 ones over the input's phases ([`Geometry`]).
 ///
 /// # Shapes
 /// `x (N, Ci, H, W)`, `weight (Co, Ci, k, k)`, `bias (Co,)` → `(N, Co, H', W')`.
@@ -48,7 +50,7 @@ pub fn conv2d_gemm(
     let [co, wci, kh, kw] = weight.dims();
     // Anything unusual (shape errors included) goes to Burn, which reports it. `padding < k`
     // keeps the input gradient's "full" padding `k − 1 − p` non-negative.
-    let ours = stride == 1
+    let ours = stride >= 1
         && kh == kw
         && padding < kh
         && wci == ci
@@ -64,9 +66,9 @@ pub fn conv2d_gemm(
             .iter()
             .any(Device::is_autodiff);
         if !tracked {
-            return forward_host(x, weight, bias, padding);
+            return forward_host(x, weight, bias, stride, padding);
         }
-        if let Some(out) = autodiff_conv(x.clone(), weight.clone(), bias.clone(), padding) {
+        if let Some(out) = autodiff_conv(x.clone(), weight.clone(), bias.clone(), stride, padding) {
             return out;
         }
     }
@@ -78,15 +80,201 @@ fn dims4(t: &FlexTensor) -> [usize; 4] {
     [d[0], d[1], d[2], d[3]]
 }
 
-/// What [`ConvBackward`] keeps from the forward pass (shared buffers, not copies).
+/// How a convolution maps onto the stride-1 kernels. Stride 1: as it is. Stride `s > 1`: with
+/// `Xₐᵦ[c, y, x] = Xpad[c, s·y + a, s·x + b]` (the `s²` phases of the zero-padded input as
+/// channels `c·s² + a·s + b`) and the kernel zero-padded to `s·kq`, `kq = ⌈k/s⌉`, and split the
+/// same way, `out[o, y, x] = Σ W[o, c, s·i′ + a, s·j′ + b] · Xₐᵦ[c, y + i′, x + j′]`: a stride-1,
+/// unpadded convolution with a `kq × kq` kernel over `Ci·s²` channels. Burn's own strided
+/// convolution runs image by image through narrow GEMMs; this costs no extra FLOPs when `s`
+/// divides `k` (the discriminators' `C4-…-2` layers).
+#[derive(Clone, Copy, Debug)]
+struct Geometry {
+    x: [usize; 4],
+    co: usize,
+    k: usize,
+    s: usize,
+    p: usize,
+    /// Kernel size of the stride-1 convolution.
+    kq: usize,
+    /// Phase grid (`H' + kq − 1`, `W' + kq − 1`): just large enough for the output.
+    ph: usize,
+    pw: usize,
+}
+
+impl Geometry {
+    fn new(x: [usize; 4], [co, _, k, _]: [usize; 4], s: usize, p: usize) -> Self {
+        let [_, _, h, w] = x;
+        let kq = k.div_ceil(s);
+        let (oh, ow) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
+        Self {
+            x,
+            co,
+            k,
+            s,
+            p,
+            kq,
+            ph: oh + kq - 1,
+            pw: ow + kq - 1,
+        }
+    }
+
+    /// Input dimensions of the stride-1 convolution.
+    fn inner_x(&self) -> [usize; 4] {
+        let [n, ci, ..] = self.x;
+        match self.s {
+            1 => self.x,
+            s => [n, ci * s * s, self.ph, self.pw],
+        }
+    }
+
+    /// Kernel dimensions of the stride-1 convolution.
+    fn inner_w(&self) -> [usize; 4] {
+        let ci = self.x[1];
+        match self.s {
+            1 => [self.co, ci, self.k, self.k],
+            s => [self.co, ci * s * s, self.kq, self.kq],
+        }
+    }
+
+    fn inner_padding(&self) -> usize {
+        if self.s == 1 { self.p } else { 0 }
+    }
+
+    fn out(&self) -> [usize; 4] {
+        let [n, _, h, w] = self.x;
+        let k = self.kq;
+        let q = self.inner_padding();
+        match self.s {
+            1 => [n, self.co, h + 2 * q + 1 - k, w + 2 * q + 1 - k],
+            _ => [n, self.co, self.ph + 1 - k, self.pw + 1 - k],
+        }
+    }
+
+    /// Row or column `r` of the phase grid `a` in the unpadded input, if inside it.
+    fn source(&self, a: usize, y: usize, len: usize) -> Option<usize> {
+        (self.s * y + a).checked_sub(self.p).filter(|&r| r < len)
+    }
+
+    /// The input as the stride-1 convolution reads it (phases for `s > 1`).
+    fn split_input<'a>(&self, x: &'a [f32]) -> std::borrow::Cow<'a, [f32]> {
+        let s = self.s;
+        if s == 1 {
+            return x.into();
+        }
+        let [n, ci, h, w] = self.x;
+        let (ph, pw) = (self.ph, self.pw);
+        let mut out = vec![0f32; n * ci * s * s * ph * pw];
+        out.par_chunks_mut(s * s * ph * pw)
+            .zip(x.par_chunks(h * w))
+            .for_each(|(dst, src)| {
+                for ab in 0..s * s {
+                    let plane = &mut dst[ab * ph * pw..][..ph * pw];
+                    for y in 0..ph {
+                        let Some(r) = self.source(ab / s, y, h) else {
+                            continue;
+                        };
+                        for xq in 0..pw {
+                            if let Some(q) = self.source(ab % s, xq, w) {
+                                plane[y * pw + xq] = src[r * w + q];
+                            }
+                        }
+                    }
+                }
+            });
+        out.into()
+    }
+
+    /// `dL/dx` from the stride-1 convolution's input gradient (inverse of [`Self::split_input`];
+    /// padding and rows no tap reads get nothing).
+    fn merge_input_grad(&self, d: Vec<f32>) -> Vec<f32> {
+        let s = self.s;
+        if s == 1 {
+            return d;
+        }
+        let [n, ci, h, w] = self.x;
+        let (ph, pw) = (self.ph, self.pw);
+        let mut dx = vec![0f32; n * ci * h * w];
+        dx.par_chunks_mut(h * w)
+            .zip(d.par_chunks(s * s * ph * pw))
+            .for_each(|(dst, src)| {
+                for ab in 0..s * s {
+                    let plane = &src[ab * ph * pw..][..ph * pw];
+                    for y in 0..ph {
+                        let Some(r) = self.source(ab / s, y, h) else {
+                            continue;
+                        };
+                        for xq in 0..pw {
+                            if let Some(q) = self.source(ab % s, xq, w) {
+                                dst[r * w + q] = plane[y * pw + xq];
+                            }
+                        }
+                    }
+                }
+            });
+        dx
+    }
+
+    /// The kernel as the stride-1 convolution uses it.
+    fn split_kernel<'a>(&self, wt: &'a [f32]) -> std::borrow::Cow<'a, [f32]> {
+        let s = self.s;
+        if s == 1 {
+            return wt.into();
+        }
+        let (k, kq) = (self.k, self.kq);
+        let mut out = vec![0f32; wt.len() / (k * k) * s * s * kq * kq];
+        for (oc, src) in wt.chunks(k * k).enumerate() {
+            for i in 0..k {
+                for j in 0..k {
+                    let ab = (i % s) * s + j % s;
+                    out[(oc * s * s + ab) * kq * kq + (i / s) * kq + j / s] = src[i * k + j];
+                }
+            }
+        }
+        out.into()
+    }
+
+    /// `dL/dW` from the stride-1 convolution's kernel gradient (taps past `k` dropped).
+    fn merge_kernel_grad(&self, d: Vec<f32>) -> Vec<f32> {
+        let s = self.s;
+        if s == 1 {
+            return d;
+        }
+        let (k, kq) = (self.k, self.kq);
+        let mut dw = vec![0f32; d.len() / (s * s * kq * kq) * k * k];
+        for (oc, dst) in dw.chunks_mut(k * k).enumerate() {
+            for i in 0..k {
+                for j in 0..k {
+                    let ab = (i % s) * s + j % s;
+                    dst[i * k + j] = d[(oc * s * s + ab) * kq * kq + (i / s) * kq + j / s];
+                }
+            }
+        }
+        dw
+    }
+
+    /// The forward pass on host data.
+    fn forward(&self, x: &[f32], wt: &[f32], bias: &[f32]) -> Vec<f32> {
+        conv_host(
+            &self.split_input(x),
+            self.inner_x(),
+            &self.split_kernel(wt),
+            self.inner_w(),
+            Some(bias),
+            self.inner_padding(),
+        )
+    }
+}
+
+/// What [`ConvBackward`] keeps from the forward pass: the input and kernel as the stride-1
+/// convolution saw them (for stride 1 the caller's buffers, shared, not copied).
 #[derive(Clone, Debug)]
 struct ConvState {
     x: FlexTensor,
     weight: FlexTensor,
-    padding: usize,
+    geo: Geometry,
 }
 
-/// Backward of the stride-1 convolution: parents `[x, weight, bias]`.
+/// Backward of the convolution: parents `[x, weight, bias]`.
 #[derive(Debug)]
 struct ConvBackward;
 
@@ -96,18 +284,18 @@ impl Backward<Flex, 3> for ConvBackward {
     fn backward(self, ops: Ops<ConvState, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [node_x, node_w, node_b] = ops.parents;
         let g = grads.consume::<Flex>(&ops.node);
-        let ConvState { x, weight, padding } = ops.state;
+        let ConvState { x, weight, geo } = ops.state;
         let g_dims = dims4(&g);
         let gs = dense(&g);
-        let w_dims = dims4(&weight);
+        let (xi, wi, q) = (geo.inner_x(), geo.inner_w(), geo.inner_padding());
         if let Some(node) = node_x {
-            let dx = input_grad_host(&gs, g_dims, &dense(&weight), w_dims, padding);
-            let x_dims = dims4(&x);
-            grads.register::<Flex>(node.id, flex_tensor(dx, &x_dims));
+            let dx = geo.merge_input_grad(input_grad_host(&gs, g_dims, &dense(&weight), wi, q));
+            grads.register::<Flex>(node.id, flex_tensor(dx, &geo.x));
         }
         if let Some(node) = node_w {
-            let dw = weight_grad_host(&dense(&x), dims4(&x), &gs, g_dims, w_dims, padding);
-            grads.register::<Flex>(node.id, flex_tensor(dw, &w_dims));
+            let dw = geo.merge_kernel_grad(weight_grad_host(&dense(&x), xi, &gs, g_dims, wi, q));
+            let [_, ci, ..] = geo.x;
+            grads.register::<Flex>(node.id, flex_tensor(dw, &[geo.co, ci, geo.k, geo.k]));
         }
         if let Some(node) = node_b {
             let [n, co, oh, ow] = g_dims;
@@ -134,6 +322,7 @@ fn autodiff_conv(
     x: Tensor<4>,
     weight: Tensor<4>,
     bias: Tensor<1>,
+    stride: usize,
     padding: usize,
 ) -> Option<Tensor<4>> {
     let x = x.try_into_primitive::<AdFlex>().ok()?;
@@ -142,30 +331,35 @@ fn autodiff_conv(
     #[cfg(test)]
     OPS.with(|c| c.set(c.get() + 1));
     let (xp, wp, bp) = (x.primitive(), weight.primitive(), bias.primitive());
-    let x_dims = dims4(xp);
-    let w_dims = dims4(wp);
+    let geo = Geometry::new(dims4(xp), dims4(wp), stride, padding);
+    let (xs, ws) = (dense(xp), dense(wp));
+    let (x_in, w_in) = (geo.split_input(&xs), geo.split_kernel(&ws));
     let out = conv_host(
-        &dense(xp),
-        x_dims,
-        &dense(wp),
-        w_dims,
+        &x_in,
+        geo.inner_x(),
+        &w_in,
+        geo.inner_w(),
         Some(&dense(bp)),
-        padding,
+        geo.inner_padding(),
     );
-    let [n, _, h, w] = x_dims;
-    let [co, _, k, _] = w_dims;
-    let shape = [n, co, h + 2 * padding + 1 - k, w + 2 * padding + 1 - k];
-    let out = flex_tensor(out, &shape);
+    let out = flex_tensor(out, &geo.out());
     let prep = ConvBackward
         .prepare::<NoCheckpointing>([x.node(), weight.node(), bias.node()])
         .compute_bound()
         .stateful();
     let result = match prep {
         OpsKind::Tracked(prep) => {
+            // Stride 1: the caller's buffers themselves (shared); else the split copies.
+            let keep = |t: &FlexTensor, split: std::borrow::Cow<'_, [f32]>, dims: [usize; 4]| {
+                match split {
+                    std::borrow::Cow::Owned(v) => flex_tensor(v, &dims),
+                    std::borrow::Cow::Borrowed(_) => t.clone(),
+                }
+            };
             let state = ConvState {
-                x: xp.clone(),
-                weight: wp.clone(),
-                padding,
+                x: keep(xp, x_in, geo.inner_x()),
+                weight: keep(wp, w_in, geo.inner_w()),
+                geo,
             };
             prep.finish(state, out)
         }
@@ -213,26 +407,21 @@ fn thread_ranges(positions: usize) -> Vec<(usize, usize)> {
         .collect()
 }
 
-/// [`conv_host`] for tensors on a device without autodiff (inference).
+/// The convolution for tensors on a device without autodiff (inference).
 ///
 /// # Shapes
 /// `x (N, Ci, H, W)`, `weight (Co, Ci, k, k)`, `bias (Co,)` → `(N, Co, H', W')`.
-pub fn forward_host(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>, padding: usize) -> Tensor<4> {
-    let x_dims = x.dims();
-    let w_dims = weight.dims();
+pub fn forward_host(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Tensor<1>,
+    stride: usize,
+    padding: usize,
+) -> Tensor<4> {
+    let geo = Geometry::new(x.dims(), weight.dims(), stride, padding);
     let device = x.device();
-    let out = conv_host(
-        &host(x),
-        x_dims,
-        &host(weight),
-        w_dims,
-        Some(&host(bias)),
-        padding,
-    );
-    let [n, _, h, w] = x_dims;
-    let [co, _, kh, kw] = w_dims;
-    let shape = [n, co, h + 2 * padding + 1 - kh, w + 2 * padding + 1 - kw];
-    Tensor::<4>::from_data(TensorData::new(out, shape), &device)
+    let out = geo.forward(&host(x), &host(weight), &host(bias));
+    Tensor::<4>::from_data(TensorData::new(out, geo.out()), &device)
 }
 
 /// Floats of padded input plus padded output [`conv_host`] handles at once (256 MiB).
@@ -489,9 +678,10 @@ mod tests {
     }
 
     /// In training (autodiff device) the outputs and the input, weight and bias gradients equal
-    /// those of Burn's own convolution, for the kernel/stride/padding combinations sg2im uses,
-    /// non-square inputs and a weight used twice (gradients accumulated). Strided convolutions
-    /// are Burn's and must agree trivially. Tolerance 1e-4 abs + rel: summation order only.
+    /// those of Burn's own convolution, for the kernel/stride/padding combinations sg2im uses
+    /// (strided ones through the phase split, including a kernel the stride does not divide,
+    /// stride 3 and odd sizes), non-square inputs and a weight used twice (gradients
+    /// accumulated). Tolerance 1e-4 abs + rel: summation order only.
     #[test]
     fn training_convolution_equals_burns() {
         let dev = Device::flex().autodiff();
@@ -505,6 +695,9 @@ mod tests {
             (2, 4, 4, 4, 3, 3, 1, 1),
             (2, 3, 9, 7, 6, 4, 2, 1),
             (2, 3, 7, 9, 4, 3, 2, 0),
+            (3, 4, 8, 8, 5, 4, 2, 0),
+            (2, 3, 15, 15, 4, 4, 2, 0),
+            (2, 3, 10, 11, 4, 3, 3, 1),
         ] {
             let x0: Tensor<4> = Tensor::random([n, ci, h, w], Distribution::Normal(0., 1.), &dev);
             let x1: Tensor<4> = Tensor::random([n, ci, h, w], Distribution::Normal(0., 1.), &dev);
@@ -526,11 +719,7 @@ mod tests {
                 let y0 = conv(xi.clone());
                 let y1 = conv(x1.clone());
                 let engaged = OPS.with(|c| c.get()) - before;
-                assert_eq!(
-                    engaged,
-                    if ours && s == 1 { 2 } else { 0 },
-                    "custom op used"
-                );
+                assert_eq!(engaged, if ours { 2 } else { 0 }, "custom op used");
                 let out = vec(y0.clone());
                 let loss =
                     (y0.clone() * y0).sum() + (y1.clone() * y1.clone()).sum() * 0.5 + y1.sum();
@@ -579,16 +768,21 @@ mod tests {
     }
 
     /// The inference forward equals Burn's convolution (1e-5 abs + rel: summation order only),
-    /// and `conv2d_gemm` takes it on a plain CPU device.
+    /// strided ones included, and `conv2d_gemm` takes it on a plain CPU device.
     #[test]
     fn host_forward_equals_burns() {
         let dev = Device::flex();
-        for &(n, ci, h, w, co, k, p) in &[
-            (2usize, 5usize, 8usize, 8usize, 4usize, 3usize, 1usize),
-            (3, 3, 9, 7, 6, 3, 1),
-            (1, 6, 5, 11, 5, 1, 0),
-            (2, 2, 6, 10, 3, 3, 0),
-            (4, 7, 4, 4, 9, 3, 1),
+        for &(n, ci, h, w, co, k, s, p) in &[
+            (
+                2usize, 5usize, 8usize, 8usize, 4usize, 3usize, 1usize, 1usize,
+            ),
+            (3, 3, 9, 7, 6, 3, 1, 1),
+            (1, 6, 5, 11, 5, 1, 1, 0),
+            (2, 2, 6, 10, 3, 3, 1, 0),
+            (4, 7, 4, 4, 9, 3, 1, 1),
+            (3, 3, 32, 32, 8, 4, 2, 0),
+            (2, 4, 15, 13, 5, 4, 2, 1),
+            (2, 3, 10, 11, 4, 3, 3, 1),
         ] {
             let x: Tensor<4> = Tensor::random([n, ci, h, w], Distribution::Normal(0., 1.), &dev);
             let wt: Tensor<4> = Tensor::random([co, ci, k, k], Distribution::Normal(0., 0.3), &dev);
@@ -597,14 +791,19 @@ mod tests {
                 x.clone(),
                 wt.clone(),
                 Some(b.clone()),
-                ConvOptions::new([1, 1], [p, p], [1, 1], 1),
+                ConvOptions::new([s, s], [p, p], [1, 1], 1),
             );
-            let got = forward_host(x.clone(), wt.clone(), b.clone(), p);
-            let via_layer = conv2d_gemm(x, wt, b, 1, p);
+            let got = forward_host(x.clone(), wt.clone(), b.clone(), s, p);
+            let via_layer = conv2d_gemm(x, wt, b, s, p);
             assert_eq!(got.dims(), want.dims());
             let want = vec(want);
-            assert_close(&format!("forward k{k} p{p}"), &vec(got), &want, 1e-5);
-            assert_close(&format!("layer k{k} p{p}"), &vec(via_layer), &want, 1e-5);
+            assert_close(&format!("forward k{k} s{s} p{p}"), &vec(got), &want, 1e-5);
+            assert_close(
+                &format!("layer k{k} s{s} p{p}"),
+                &vec(via_layer),
+                &want,
+                1e-5,
+            );
         }
     }
 
@@ -623,49 +822,8 @@ mod tests {
             Some(b.clone()),
             ConvOptions::new([1, 1], [1, 1], [1, 1], 1),
         );
-        let got = forward_host(x, wt, b, 1);
+        let got = forward_host(x, wt, b, 1, 1);
         let diff = (got - want).abs().max().into_scalar::<f32>();
         assert!(diff < 1e-4, "max difference {diff}");
-    }
-}
-#[cfg(test)]
-mod tmpbench {
-    use super::*;
-    #[test]
-    fn tmp_bench_backward() {
-        for &(n, ci, h, co) in &[
-            (32usize, 129usize, 4usize, 1024usize),
-            (32, 1152, 8, 512),
-            (32, 640, 16, 256),
-            (32, 384, 32, 128),
-            (32, 256, 64, 64),
-            (32, 64, 64, 64),
-        ] {
-            let x: Vec<f32> = (0..n * ci * h * h).map(|i| (i % 7) as f32).collect();
-            let g: Vec<f32> = (0..n * co * h * h).map(|i| (i % 5) as f32).collect();
-            let w: Vec<f32> = (0..co * ci * 9).map(|i| (i % 3) as f32).collect();
-            let flops = 2.0 * (n * h * h * 9 * ci * co) as f64;
-            let (mut f, mut dx, mut dw) = (f64::MAX, f64::MAX, f64::MAX);
-            for _ in 0..3 {
-                let t = std::time::Instant::now();
-                let _ = conv_host(&x, [n, ci, h, h], &w, [co, ci, 3, 3], None, 1);
-                f = f.min(t.elapsed().as_secs_f64());
-                let t = std::time::Instant::now();
-                let _ = input_grad_host(&g, [n, co, h, h], &w, [co, ci, 3, 3], 1);
-                dx = dx.min(t.elapsed().as_secs_f64());
-                let t = std::time::Instant::now();
-                let _ = weight_grad_host(&x, [n, ci, h, h], &g, [n, co, h, h], [co, ci, 3, 3], 1);
-                dw = dw.min(t.elapsed().as_secs_f64());
-            }
-            eprintln!(
-                "n{n} ci{ci} {h}x{h} co{co}: fwd {:.0} dx {:.0} dw {:.0} GFLOP/s ({:.3} {:.3} {:.3} s)",
-                flops / f / 1e9,
-                flops / dx / 1e9,
-                flops / dw / 1e9,
-                f,
-                dx,
-                dw
-            );
-        }
     }
 }
