@@ -18,7 +18,7 @@
 //! ([`Geometry`]). Other devices (GPU backends) and other autodiff configurations keep Burn's
 //! own code.
 
-use super::cpu_ops::{AdFlex, SharedMut, dense, flex_tensor, host, on_cpu};
+use super::cpu_ops::{AdFlex, SharedMut, dense, filled, flex_tensor, host, on_cpu};
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -29,6 +29,7 @@ use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use burn_dispatch::backends::Flex;
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// `conv2d(x, weight, bias)` with stride and symmetric zero padding. On the CPU (`flex`)
 /// convolutions with a square kernel run as [`conv_host`]: directly without autodiff
@@ -379,20 +380,37 @@ fn to_planes(
     slack: usize,
 ) -> Vec<f32> {
     let plane = n * hp * wp;
-    let mut out = vec![0f32; c * plane + slack];
-    out[..c * plane]
-        .par_chunks_mut(plane)
-        .enumerate()
-        .for_each(|(ch, dst)| {
-            for b in 0..n {
-                let img = &src[(b * c + ch) * h * w..][..h * w];
-                for y in 0..h {
-                    dst[b * hp * wp + (y + offset) * wp + offset..][..w]
-                        .copy_from_slice(&img[y * w..][..w]);
+    let zero = MaybeUninit::new(0f32);
+    // One pass: every element is written once, zeros around each image.
+    let fill = |out: &mut [MaybeUninit<f32>]| {
+        let (planes, tail) = out.split_at_mut(c * plane);
+        tail.fill(zero);
+        planes
+            .par_chunks_mut(plane)
+            .enumerate()
+            .for_each(|(ch, dst)| {
+                for b in 0..n {
+                    let img = &src[(b * c + ch) * h * w..][..h * w];
+                    let dst = &mut dst[b * hp * wp..][..hp * wp];
+                    for (yp, row) in dst.chunks_mut(wp).enumerate() {
+                        match yp.checked_sub(offset).filter(|&y| y < h) {
+                            Some(y) => {
+                                row[..offset].fill(zero);
+                                for (d, &v) in
+                                    row[offset..offset + w].iter_mut().zip(&img[y * w..][..w])
+                                {
+                                    d.write(v);
+                                }
+                                row[offset + w..].fill(zero);
+                            }
+                            None => row.fill(zero),
+                        }
+                    }
                 }
-            }
-        });
-    out
+            });
+    };
+    // SAFETY: `fill` writes the slack and every position of every plane.
+    unsafe { filled(c * plane + slack, fill) }
 }
 
 /// One contiguous range `(t0, len)` of `positions` per thread, in order (empty ranges dropped).
@@ -448,14 +466,16 @@ fn conv_host(
     let (oh, ow) = (hp + 1 - kh, wp + 1 - kw);
     let per_image = (ci + co) * hp * wp;
     let chunk = (HOST_CHUNK_FLOATS / per_image.max(1)).clamp(1, n.max(1));
-    let mut out = vec![0f32; n * co * oh * ow];
-    for (c, dst) in out.chunks_mut(chunk * co * oh * ow).enumerate() {
-        let b0 = c * chunk;
-        let nb = dst.len() / (co * oh * ow);
-        let src = &x[b0 * ci * h * w..][..nb * ci * h * w];
-        conv_host_batch(src, [nb, ci, h, w], wt, w_dims, bias, padding, dst);
-    }
-    out
+    let fill = |out: &mut [MaybeUninit<f32>]| {
+        for (c, dst) in out.chunks_mut(chunk * co * oh * ow).enumerate() {
+            let b0 = c * chunk;
+            let nb = dst.len() / (co * oh * ow);
+            let src = &x[b0 * ci * h * w..][..nb * ci * h * w];
+            conv_host_batch(src, [nb, ci, h, w], wt, w_dims, bias, padding, dst);
+        }
+    };
+    // SAFETY: the chunks cover the output and `conv_host_batch` writes all of its part.
+    unsafe { filled(n * co * oh * ow, fill) }
 }
 
 fn conv_host_batch(
@@ -465,46 +485,50 @@ fn conv_host_batch(
     [co, _, kh, kw]: [usize; 4],
     bias: Option<&[f32]>,
     padding: usize,
-    out: &mut [f32],
+    out: &mut [MaybeUninit<f32>],
 ) {
     let (hp, wp) = (h + 2 * padding, w + 2 * padding);
     let (oh, ow) = (hp + 1 - kh, wp + 1 - kw);
     let plane = n * hp * wp;
     let xpad = to_planes(x, [n, ci, h, w], (hp, wp), padding, (kh - 1) * wp + kw);
     let k2 = kh * kw;
-    let mut out_pad = vec![0f32; co * plane];
-    let dst = SharedMut(out_pad.as_mut_ptr());
-    thread_ranges(plane).into_par_iter().for_each(|(t0, len)| {
-        for ij in 0..k2 {
-            let (i, j) = (ij / kw, ij % kw);
-            // SAFETY: dst columns [t0, t0 + len) of the Co×plane output belong to this thread
-            // alone; lhs is W[:, :, i, j] inside `wt`; rhs element (c, t) =
-            // xpad[c·plane + i·Wp + j + t0 + t] stays inside `xpad` thanks to the slack.
-            unsafe {
-                gemm::gemm(
-                    co,
-                    len,
-                    ci,
-                    dst.ptr().add(t0),
-                    1,
-                    plane as isize,
-                    ij > 0,
-                    wt.as_ptr().add(ij),
-                    k2 as isize,
-                    (ci * k2) as isize,
-                    xpad.as_ptr().add(i * wp + j + t0),
-                    1,
-                    plane as isize,
-                    1.0f32,
-                    1.0f32,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
+    let fill = |out_pad: &mut [MaybeUninit<f32>]| {
+        let dst = SharedMut(out_pad.as_mut_ptr().cast());
+        thread_ranges(plane).into_par_iter().for_each(|(t0, len)| {
+            for ij in 0..k2 {
+                let (i, j) = (ij / kw, ij % kw);
+                // SAFETY: dst columns [t0, t0 + len) of the Co×plane output belong to this thread
+                // alone; lhs is W[:, :, i, j] inside `wt`; rhs element (c, t) =
+                // xpad[c·plane + i·Wp + j + t0 + t] stays inside `xpad` thanks to the slack.
+                unsafe {
+                    gemm::gemm(
+                        co,
+                        len,
+                        ci,
+                        dst.ptr().add(t0),
+                        1,
+                        plane as isize,
+                        ij > 0,
+                        wt.as_ptr().add(ij),
+                        k2 as isize,
+                        (ci * k2) as isize,
+                        xpad.as_ptr().add(i * wp + j + t0),
+                        1,
+                        plane as isize,
+                        1.0f32,
+                        1.0f32,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
             }
-        }
-    });
+        });
+    };
+    // SAFETY: the threads' column ranges cover the plane and the first tap (`read_dst` false)
+    // writes every row of them.
+    let out_pad = unsafe { filled(co * plane, fill) };
     out.par_chunks_mut(oh * ow)
         .enumerate()
         .for_each(|(bo, dst)| {
@@ -513,7 +537,7 @@ fn conv_host_batch(
             let add = bias.map_or(0.0, |bs| bs[o]);
             for y in 0..oh {
                 for (d, v) in dst[y * ow..][..ow].iter_mut().zip(&src[y * wp..][..ow]) {
-                    *d = v + add;
+                    d.write(v + add);
                 }
             }
         });

@@ -14,6 +14,7 @@ use burn_autodiff::checkpoint::strategy::NoCheckpointing;
 use burn_dispatch::backends::{Autodiff, Flex};
 use burn_flex::FlexTensor;
 use std::borrow::Cow;
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
@@ -64,6 +65,20 @@ pub(crate) fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 /// A contiguous f32 `flex` tensor owning `values` (no copy).
 pub(crate) fn flex_tensor(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape.to_vec()))
+}
+
+/// A vector of `len` floats whose storage `fill` initialises, with no zeroing pass first
+/// (at the refinement network's sizes the zeroing `vec![0.0; len]` does is a pass over tens of
+/// megabytes that the kernels overwrite anyway).
+///
+/// # Safety
+/// `fill` must write every one of the `len` elements (through the slice or a pointer into it).
+pub(crate) unsafe fn filled(len: usize, fill: impl FnOnce(&mut [MaybeUninit<f32>])) -> Vec<f32> {
+    let mut v = Vec::with_capacity(len);
+    fill(&mut v.spare_capacity_mut()[..len]);
+    // SAFETY: the caller's contract: all `len` elements are initialised.
+    unsafe { v.set_len(len) };
+    v
 }
 
 /// A raw pointer the threads may share: each writes only its own disjoint part.

@@ -9,7 +9,7 @@
 //! mixed plain and autodiff tensors, a negative slope, the kernels switched off): the caller
 //! then composes Burn's operations.
 
-use super::cpu_ops::{AdFlex, SharedMut, dense, flex_tensor, on_cpu};
+use super::cpu_ops::{AdFlex, dense, filled, flex_tensor, on_cpu};
 use burn::tensor::Tensor;
 use burn_autodiff::checkpoint::base::Checkpointer;
 use burn_autodiff::checkpoint::strategy::NoCheckpointing;
@@ -18,6 +18,7 @@ use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use burn_dispatch::backends::Flex;
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Which statistics normalise the batch.
 #[derive(Debug, Clone, Copy)]
@@ -205,26 +206,29 @@ fn forward(
     let shift: Vec<f32> = (0..c)
         .map(|ch| (beta[ch] as f64 - mean[ch] * alpha[ch] as f64) as f32)
         .collect();
-    let mut y = vec![0f32; n * c * s];
-    y.par_chunks_mut(s.max(1))
-        .zip(xs.par_chunks(s.max(1)))
-        .enumerate()
-        .for_each(|(bc, (out, inp))| {
-            let (a, b) = (alpha[bc % c], shift[bc % c]);
-            match slope {
-                Some(k) => {
-                    for (o, &v) in out.iter_mut().zip(inp) {
-                        let z = v * a + b;
-                        *o = if z > 0.0 { z } else { z * k };
+    let fill = |y: &mut [MaybeUninit<f32>]| {
+        y.par_chunks_mut(s)
+            .zip(xs.par_chunks(s))
+            .enumerate()
+            .for_each(|(bc, (out, inp))| {
+                let (a, b) = (alpha[bc % c], shift[bc % c]);
+                match slope {
+                    Some(k) => {
+                        for (o, &v) in out.iter_mut().zip(inp) {
+                            let z = v * a + b;
+                            o.write(if z > 0.0 { z } else { z * k });
+                        }
+                    }
+                    None => {
+                        for (o, &v) in out.iter_mut().zip(inp) {
+                            o.write(v * a + b);
+                        }
                     }
                 }
-                None => {
-                    for (o, &v) in out.iter_mut().zip(inp) {
-                        *o = v * a + b;
-                    }
-                }
-            }
-        });
+            });
+    };
+    // SAFETY: the (image, channel) blocks cover y and each is written whole.
+    let y = unsafe { filled(n * c * s, fill) };
     let batch = matches!(stats, BnStats::Batch);
     (
         flex_tensor(y, &shape),
@@ -240,15 +244,17 @@ fn forward(
 fn act_host(x: &FlexTensor, slope: f32) -> FlexTensor {
     let shape = x.layout().shape().to_vec();
     let xs = dense(x);
-    let mut y = vec![0f32; xs.len()];
-    y.par_chunks_mut(1 << 14)
-        .zip(xs.par_chunks(1 << 14))
-        .for_each(|(out, inp)| {
-            for (o, &v) in out.iter_mut().zip(inp) {
-                *o = if v > 0.0 { v } else { v * slope };
-            }
-        });
-    flex_tensor(y, &shape)
+    let fill = |y: &mut [MaybeUninit<f32>]| {
+        y.par_chunks_mut(1 << 14)
+            .zip(xs.par_chunks(1 << 14))
+            .for_each(|(out, inp)| {
+                for (o, &v) in out.iter_mut().zip(inp) {
+                    o.write(if v > 0.0 { v } else { v * slope });
+                }
+            });
+    };
+    // SAFETY: the chunks cover y, each written whole.
+    flex_tensor(unsafe { filled(xs.len(), fill) }, &shape)
 }
 
 /// What [`BnActBackward`] keeps: the input, the output (only with an activation: its sign is
@@ -299,27 +305,27 @@ impl Backward<Flex, 3> for BnActBackward {
         });
         if let Some(node) = node_x {
             let m = (n * s) as f64;
-            let mut dx = vec![0f32; n * c * s];
-            let dst = SharedMut(dx.as_mut_ptr());
-            (0..n * c).into_par_iter().for_each(|bc| {
-                let ch = bc % c;
-                let at = bc * s;
-                let (mu, is) = (norm.mean[ch], norm.inv_std[ch]);
-                let scale = gamma[ch] as f64 * is;
-                // SAFETY: each (image, channel) block [at, at + s) is written by one task.
-                let out = unsafe { std::slice::from_raw_parts_mut(dst.ptr().add(at), s) };
-                if norm.batch {
-                    let (mb, mg) = (dbeta[ch] / m, dgamma[ch] / m);
-                    for (i, o) in out.iter_mut().enumerate() {
-                        let xhat = (xs[at + i] as f64 - mu) * is;
-                        *o = (scale * (gz(at, i) as f64 - mb - xhat * mg)) as f32;
+            let fill = |dx: &mut [MaybeUninit<f32>]| {
+                dx.par_chunks_mut(s).enumerate().for_each(|(bc, out)| {
+                    let ch = bc % c;
+                    let at = bc * s;
+                    let (mu, is) = (norm.mean[ch], norm.inv_std[ch]);
+                    let scale = gamma[ch] as f64 * is;
+                    if norm.batch {
+                        let (mb, mg) = (dbeta[ch] / m, dgamma[ch] / m);
+                        for (i, o) in out.iter_mut().enumerate() {
+                            let xhat = (xs[at + i] as f64 - mu) * is;
+                            o.write((scale * (gz(at, i) as f64 - mb - xhat * mg)) as f32);
+                        }
+                    } else {
+                        for (i, o) in out.iter_mut().enumerate() {
+                            o.write((scale * gz(at, i) as f64) as f32);
+                        }
                     }
-                } else {
-                    for (i, o) in out.iter_mut().enumerate() {
-                        *o = (scale * gz(at, i) as f64) as f32;
-                    }
-                }
-            });
+                });
+            };
+            // SAFETY: the (image, channel) blocks cover dx, each written whole.
+            let dx = unsafe { filled(n * c * s, fill) };
             grads.register::<Flex>(node.id, flex_tensor(dx, &shape));
         }
         let to32 = |v: &[f64]| v.iter().map(|&a| a as f32).collect::<Vec<_>>();
@@ -346,14 +352,17 @@ impl Backward<Flex, 1> for ActBackward {
         let (y, slope) = ops.state;
         let shape = y.layout().shape().to_vec();
         let (ys, gs) = (dense(&y), dense(&g));
-        let mut dx = vec![0f32; ys.len()];
-        dx.par_chunks_mut(1 << 14)
-            .zip(ys.par_chunks(1 << 14).zip(gs.par_chunks(1 << 14)))
-            .for_each(|(out, (yc, gc))| {
-                for ((o, &yv), &gv) in out.iter_mut().zip(yc).zip(gc) {
-                    *o = if yv > 0.0 { gv } else { gv * slope };
-                }
-            });
+        let fill = |dx: &mut [MaybeUninit<f32>]| {
+            dx.par_chunks_mut(1 << 14)
+                .zip(ys.par_chunks(1 << 14).zip(gs.par_chunks(1 << 14)))
+                .for_each(|(out, (yc, gc))| {
+                    for ((o, &yv), &gv) in out.iter_mut().zip(yc).zip(gc) {
+                        o.write(if yv > 0.0 { gv } else { gv * slope });
+                    }
+                });
+        };
+        // SAFETY: the chunks cover dx, each written whole.
+        let dx = unsafe { filled(ys.len(), fill) };
         grads.register::<Flex>(node.id, flex_tensor(dx, &shape));
     }
 }
