@@ -151,9 +151,13 @@ impl Geometry {
         }
     }
 
-    /// Row or column `r` of the phase grid `a` in the unpadded input, if inside it.
-    fn source(&self, a: usize, y: usize, len: usize) -> Option<usize> {
-        (self.s * y + a).checked_sub(self.p).filter(|&r| r < len)
+    /// For each phase `a` and phase-grid row `y < len_out`, the row `s·y + a − p` of the
+    /// unpadded input of `len` rows, if inside it (flattened `a·len_out + y`; also columns).
+    fn sources(&self, len_out: usize, len: usize) -> Vec<Option<usize>> {
+        (0..self.s)
+            .flat_map(|a| (0..len_out).map(move |y| (a, y)))
+            .map(|(a, y)| (self.s * y + a).checked_sub(self.p).filter(|&r| r < len))
+            .collect()
     }
 
     /// The input as the stride-1 convolution reads it (phases for `s > 1`).
@@ -164,19 +168,18 @@ impl Geometry {
         }
         let [n, ci, h, w] = self.x;
         let (ph, pw) = (self.ph, self.pw);
+        let (rows, cols) = (self.sources(ph, h), self.sources(pw, w));
         let mut out = vec![0f32; n * ci * s * s * ph * pw];
         out.par_chunks_mut(s * s * ph * pw)
             .zip(x.par_chunks(h * w))
             .for_each(|(dst, src)| {
-                for ab in 0..s * s {
-                    let plane = &mut dst[ab * ph * pw..][..ph * pw];
-                    for y in 0..ph {
-                        let Some(r) = self.source(ab / s, y, h) else {
-                            continue;
-                        };
-                        for xq in 0..pw {
-                            if let Some(q) = self.source(ab % s, xq, w) {
-                                plane[y * pw + xq] = src[r * w + q];
+                for (ab, plane) in dst.chunks_mut(ph * pw).enumerate() {
+                    let cols = &cols[(ab % s) * pw..][..pw];
+                    for (row, r) in plane.chunks_mut(pw).zip(&rows[(ab / s) * ph..][..ph]) {
+                        let Some(r) = r else { continue };
+                        for (d, q) in row.iter_mut().zip(cols) {
+                            if let Some(q) = q {
+                                *d = src[r * w + q];
                             }
                         }
                     }
@@ -194,25 +197,36 @@ impl Geometry {
         }
         let [n, ci, h, w] = self.x;
         let (ph, pw) = (self.ph, self.pw);
+        let (rows, cols) = (self.sources(ph, h), self.sources(pw, w));
         let mut dx = vec![0f32; n * ci * h * w];
         dx.par_chunks_mut(h * w)
             .zip(d.par_chunks(s * s * ph * pw))
             .for_each(|(dst, src)| {
-                for ab in 0..s * s {
-                    let plane = &src[ab * ph * pw..][..ph * pw];
-                    for y in 0..ph {
-                        let Some(r) = self.source(ab / s, y, h) else {
-                            continue;
-                        };
-                        for xq in 0..pw {
-                            if let Some(q) = self.source(ab % s, xq, w) {
-                                dst[r * w + q] = plane[y * pw + xq];
+                for (ab, plane) in src.chunks(ph * pw).enumerate() {
+                    let cols = &cols[(ab % s) * pw..][..pw];
+                    for (row, r) in plane.chunks(pw).zip(&rows[(ab / s) * ph..][..ph]) {
+                        let Some(r) = r else { continue };
+                        for (v, q) in row.iter().zip(cols) {
+                            if let Some(q) = q {
+                                dst[r * w + q] = *v;
                             }
                         }
                     }
                 }
             });
         dx
+    }
+
+    /// Position of kernel tap `(i, j)` within one `(o, c)` block of the split kernel
+    /// (`s² · kq²` values), for every tap in row-major order.
+    fn kernel_taps(&self) -> Vec<usize> {
+        let (s, k, kq) = (self.s, self.k, self.kq);
+        (0..k * k)
+            .map(|ij| {
+                let (i, j) = (ij / k, ij % k);
+                ((i % s) * s + j % s) * kq * kq + (i / s) * kq + j / s
+            })
+            .collect()
     }
 
     /// The kernel as the stride-1 convolution uses it.
@@ -222,15 +236,16 @@ impl Geometry {
             return wt.into();
         }
         let (k, kq) = (self.k, self.kq);
-        let mut out = vec![0f32; wt.len() / (k * k) * s * s * kq * kq];
-        for (oc, src) in wt.chunks(k * k).enumerate() {
-            for i in 0..k {
-                for j in 0..k {
-                    let ab = (i % s) * s + j % s;
-                    out[(oc * s * s + ab) * kq * kq + (i / s) * kq + j / s] = src[i * k + j];
+        let taps = self.kernel_taps();
+        let block = s * s * kq * kq;
+        let mut out = vec![0f32; wt.len() / (k * k) * block];
+        out.par_chunks_mut(block)
+            .zip(wt.par_chunks(k * k))
+            .for_each(|(dst, src)| {
+                for (&t, &v) in taps.iter().zip(src) {
+                    dst[t] = v;
                 }
-            }
-        }
+            });
         out.into()
     }
 
@@ -241,15 +256,16 @@ impl Geometry {
             return d;
         }
         let (k, kq) = (self.k, self.kq);
-        let mut dw = vec![0f32; d.len() / (s * s * kq * kq) * k * k];
-        for (oc, dst) in dw.chunks_mut(k * k).enumerate() {
-            for i in 0..k {
-                for j in 0..k {
-                    let ab = (i % s) * s + j % s;
-                    dst[i * k + j] = d[(oc * s * s + ab) * kq * kq + (i / s) * kq + j / s];
+        let taps = self.kernel_taps();
+        let block = s * s * kq * kq;
+        let mut dw = vec![0f32; d.len() / block * k * k];
+        dw.par_chunks_mut(k * k)
+            .zip(d.par_chunks(block))
+            .for_each(|(dst, src)| {
+                for (o, &t) in dst.iter_mut().zip(&taps) {
+                    *o = src[t];
                 }
-            }
-        }
+            });
         dw
     }
 
@@ -425,6 +441,28 @@ fn thread_ranges(positions: usize) -> Vec<(usize, usize)> {
         .collect()
 }
 
+/// The output `rows × positions` cut into one block `((row0, rows), (col0, cols))` per thread:
+/// by positions when each thread gets enough of them for the GEMM to run at speed, else by
+/// rows in multiples of the 64-row micro-kernel (the small maps of the refinement network's
+/// first modules and the discriminators at batch 8).
+fn blocks(rows: usize, positions: usize) -> Vec<((usize, usize), (usize, usize))> {
+    let threads = rayon::current_num_threads().clamp(1, 8);
+    if positions >= threads * MIN_COLS_PER_THREAD || rows < 2 * 64 {
+        return thread_ranges(positions)
+            .into_iter()
+            .map(|cols| ((0, rows), cols))
+            .collect();
+    }
+    let part = rows.div_ceil(threads).div_ceil(64) * 64;
+    (0..rows)
+        .step_by(part)
+        .map(|r0| ((r0, part.min(rows - r0)), (0, positions)))
+        .collect()
+}
+
+/// Below this many positions per thread the convolution GEMMs split by rows instead.
+const MIN_COLS_PER_THREAD: usize = 1024;
+
 /// The convolution for tensors on a device without autodiff (inference).
 ///
 /// # Shapes
@@ -489,45 +527,51 @@ fn conv_host_batch(
 ) {
     let (hp, wp) = (h + 2 * padding, w + 2 * padding);
     let (oh, ow) = (hp + 1 - kh, wp + 1 - kw);
+    if im2col_pays((hp, wp), (oh, ow)) {
+        let cols = Im2col::new([n, ci, h, w], (kh, kw), padding);
+        return cols.forward(x, wt, co, bias, out);
+    }
     let plane = n * hp * wp;
     let xpad = to_planes(x, [n, ci, h, w], (hp, wp), padding, (kh - 1) * wp + kw);
     let k2 = kh * kw;
     let fill = |out_pad: &mut [MaybeUninit<f32>]| {
         let dst = SharedMut(out_pad.as_mut_ptr().cast());
-        thread_ranges(plane).into_par_iter().for_each(|(t0, len)| {
-            for ij in 0..k2 {
-                let (i, j) = (ij / kw, ij % kw);
-                // SAFETY: dst columns [t0, t0 + len) of the Co×plane output belong to this thread
-                // alone; lhs is W[:, :, i, j] inside `wt`; rhs element (c, t) =
-                // xpad[c·plane + i·Wp + j + t0 + t] stays inside `xpad` thanks to the slack.
-                unsafe {
-                    gemm::gemm(
-                        co,
-                        len,
-                        ci,
-                        dst.ptr().add(t0),
-                        1,
-                        plane as isize,
-                        ij > 0,
-                        wt.as_ptr().add(ij),
-                        k2 as isize,
-                        (ci * k2) as isize,
-                        xpad.as_ptr().add(i * wp + j + t0),
-                        1,
-                        plane as isize,
-                        1.0f32,
-                        1.0f32,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    );
+        blocks(co, plane)
+            .into_par_iter()
+            .for_each(|((o0, rows), (t0, len))| {
+                for ij in 0..k2 {
+                    let (i, j) = (ij / kw, ij % kw);
+                    // SAFETY: the block rows [o0, o0 + rows) × columns [t0, t0 + len) of the
+                    // Co×plane output belong to this task alone; lhs is W[o0.., :, i, j] inside
+                    // `wt`; rhs element (c, t) = xpad[c·plane + i·Wp + j + t0 + t] stays inside
+                    // `xpad` thanks to the slack.
+                    unsafe {
+                        gemm::gemm(
+                            rows,
+                            len,
+                            ci,
+                            dst.ptr().add(o0 * plane + t0),
+                            1,
+                            plane as isize,
+                            ij > 0,
+                            wt.as_ptr().add(o0 * ci * k2 + ij),
+                            k2 as isize,
+                            (ci * k2) as isize,
+                            xpad.as_ptr().add(i * wp + j + t0),
+                            1,
+                            plane as isize,
+                            1.0f32,
+                            1.0f32,
+                            false,
+                            false,
+                            false,
+                            gemm::Parallelism::None,
+                        );
+                    }
                 }
-            }
-        });
+            });
     };
-    // SAFETY: the threads' column ranges cover the plane and the first tap (`read_dst` false)
-    // writes every row of them.
+    // SAFETY: the blocks tile the output and the first tap (`read_dst` false) writes each.
     let out_pad = unsafe { filled(co * plane, fill) };
     out.par_chunks_mut(oh * ow)
         .enumerate()
@@ -541,6 +585,203 @@ fn conv_host_batch(
                 }
             }
         });
+}
+
+/// Whether the small-map path pays: the plane layout computes every padded position, of which
+/// only `H'·W'` of `Hp·Wp` are kept (44 % at 4×4 with padding 1, 94 % at 64×64).
+fn im2col_pays((hp, wp): (usize, usize), (oh, ow): (usize, usize)) -> bool {
+    (hp * wp) as f64 > IM2COL_WASTE * (oh * ow) as f64
+}
+
+/// Padded-to-valid position ratio above which small maps go through [`Im2col`].
+const IM2COL_WASTE: f64 = 1.2;
+
+/// Column-matrix tiles of [`Im2col`] stay under this many floats (32 MiB).
+const COL_TILE_FLOATS: usize = 8 << 20;
+
+/// Stride-1 convolution through explicit column matrices, for small maps: `col (Ci·k², P)`
+/// with `P` = the valid output positions of a tile of images, then one GEMM
+/// `W (Co, Ci·k²) · col`. Unlike the plane layout nothing is computed at padded positions.
+struct Im2col {
+    x: [usize; 4],
+    k: (usize, usize),
+    p: usize,
+    out: (usize, usize),
+}
+
+impl Im2col {
+    fn new(x: [usize; 4], (kh, kw): (usize, usize), p: usize) -> Self {
+        let [_, _, h, w] = x;
+        let out = (h + 2 * p + 1 - kh, w + 2 * p + 1 - kw);
+        Self {
+            x,
+            k: (kh, kw),
+            p,
+            out,
+        }
+    }
+
+    /// Images per tile.
+    fn tile(&self) -> usize {
+        let [n, ci, ..] = self.x;
+        let per_image = ci * self.k.0 * self.k.1 * self.out.0 * self.out.1;
+        (COL_TILE_FLOATS / per_image.max(1)).clamp(1, n.max(1))
+    }
+
+    /// `col (Ci·k², nb·H'·W')` for images `b0..b0 + nb`: row `c·k² + i·kw + j`, column
+    /// `(b·H' + y)·W' + x` holds `xpad[b, c, y + i, x + j]`.
+    fn columns(&self, x: &[f32], b0: usize, nb: usize) -> Vec<f32> {
+        let [_, ci, h, w] = self.x;
+        let (kh, kw) = self.k;
+        let (oh, ow) = self.out;
+        let p = self.p;
+        let len = nb * oh * ow;
+        let zero = MaybeUninit::new(0f32);
+        let fill = |col: &mut [MaybeUninit<f32>]| {
+            col.par_chunks_mut(len).enumerate().for_each(|(r, row)| {
+                let (c, ij) = (r / (kh * kw), r % (kh * kw));
+                let (i, j) = (ij / kw, ij % kw);
+                // Output columns x whose input column x + j − p lies inside [0, w).
+                let x_lo = p.saturating_sub(j).min(ow);
+                let x_hi = (w + p).saturating_sub(j).clamp(x_lo, ow);
+                for (bl, img_row) in row.chunks_mut(oh * ow).enumerate() {
+                    let img = &x[((b0 + bl) * ci + c) * h * w..][..h * w];
+                    for (y, dst) in img_row.chunks_mut(ow).enumerate() {
+                        match (y + i).checked_sub(p).filter(|&yy| yy < h) {
+                            Some(yy) => {
+                                dst[..x_lo].fill(zero);
+                                let src = &img[yy * w + x_lo + j - p..][..x_hi - x_lo];
+                                for (d, &v) in dst[x_lo..x_hi].iter_mut().zip(src) {
+                                    d.write(v);
+                                }
+                                dst[x_hi..].fill(zero);
+                            }
+                            None => dst.fill(zero),
+                        }
+                    }
+                }
+            });
+        };
+        // SAFETY: every row, image and output row of the column matrix is written.
+        unsafe { filled(ci * kh * kw * len, fill) }
+    }
+
+    fn forward(
+        &self,
+        x: &[f32],
+        wt: &[f32],
+        co: usize,
+        bias: Option<&[f32]>,
+        out: &mut [MaybeUninit<f32>],
+    ) {
+        let [n, ci, ..] = self.x;
+        let kdim = ci * self.k.0 * self.k.1;
+        let per_image = self.out.0 * self.out.1;
+        let tile = self.tile();
+        for b0 in (0..n).step_by(tile) {
+            let nb = tile.min(n - b0);
+            let len = nb * per_image;
+            let col = self.columns(x, b0, nb);
+            let fill = |mat: &mut [MaybeUninit<f32>]| {
+                let dst = SharedMut(mat.as_mut_ptr().cast());
+                blocks(co, len)
+                    .into_par_iter()
+                    .for_each(|((o0, rows), (t0, cols))| {
+                        // SAFETY: block rows [o0, o0 + rows) × columns [t0, t0 + cols) of the
+                        // Co×len result belong to this task; W rows and col columns in range.
+                        unsafe {
+                            gemm::gemm(
+                                rows,
+                                cols,
+                                kdim,
+                                dst.ptr().add(o0 * len + t0),
+                                1,
+                                len as isize,
+                                false,
+                                wt.as_ptr().add(o0 * kdim),
+                                1,
+                                kdim as isize,
+                                col.as_ptr().add(t0),
+                                1,
+                                len as isize,
+                                0.0f32,
+                                1.0f32,
+                                false,
+                                false,
+                                false,
+                                gemm::Parallelism::None,
+                            );
+                        }
+                    });
+            };
+            // SAFETY: the blocks tile the Co×len result and each GEMM writes its block.
+            let mat = unsafe { filled(co * len, fill) };
+            // (Co, nb·H'·W') → (nb, Co, H', W') plus bias.
+            out[b0 * co * per_image..][..nb * co * per_image]
+                .par_chunks_mut(per_image)
+                .enumerate()
+                .for_each(|(bo, dst)| {
+                    let (b, o) = (bo / co, bo % co);
+                    let add = bias.map_or(0.0, |bs| bs[o]);
+                    let src = &mat[o * len + b * per_image..][..per_image];
+                    for (d, &v) in dst.iter_mut().zip(src) {
+                        d.write(v + add);
+                    }
+                });
+        }
+    }
+
+    /// `dL/dW (Co, Ci, kh, kw) = Σ_tiles G (Co, P) · colᵀ (P, Ci·k²)`.
+    fn weight_grad(&self, x: &[f32], g: &[f32], co: usize) -> Vec<f32> {
+        let [n, ci, ..] = self.x;
+        let kdim = ci * self.k.0 * self.k.1;
+        let per_image = self.out.0 * self.out.1;
+        let tile = self.tile();
+        let mut dw = vec![0f32; co * kdim];
+        for b0 in (0..n).step_by(tile) {
+            let nb = tile.min(n - b0);
+            let len = nb * per_image;
+            let col = self.columns(x, b0, nb);
+            // G of these images as (Co, P).
+            let mut gm = vec![0f32; co * len];
+            gm.par_chunks_mut(len).enumerate().for_each(|(o, row)| {
+                for (b, dst) in row.chunks_mut(per_image).enumerate() {
+                    dst.copy_from_slice(&g[((b0 + b) * co + o) * per_image..][..per_image]);
+                }
+            });
+            let dst = SharedMut(dw.as_mut_ptr());
+            blocks(co, kdim)
+                .into_par_iter()
+                .for_each(|((o0, rows), (c0, cols))| {
+                    // SAFETY: block rows [o0, o0 + rows) × columns [c0, c0 + cols) of dW
+                    // belong to this task; gm rows and col rows in range.
+                    unsafe {
+                        gemm::gemm(
+                            rows,
+                            cols,
+                            len,
+                            dst.ptr().add(o0 * kdim + c0),
+                            1,
+                            kdim as isize,
+                            b0 > 0,
+                            gm.as_ptr().add(o0 * len),
+                            1,
+                            len as isize,
+                            col.as_ptr().add(c0 * len),
+                            len as isize,
+                            1,
+                            1.0f32,
+                            1.0f32,
+                            false,
+                            false,
+                            false,
+                            gemm::Parallelism::None,
+                        );
+                    }
+                });
+        }
+        dw
+    }
 }
 
 /// `dL/dx` of a stride-1 convolution (square kernel `k`, padding `p < k`): the "full"
@@ -600,6 +841,9 @@ fn weight_grad_host(
     let [_, _, kh, kw] = w_dims;
     let (hp, wp) = (h + 2 * padding, w + 2 * padding);
     debug_assert!(oh + kh == hp + 1 && ow + kw == wp + 1);
+    if im2col_pays((hp, wp), (oh, ow)) {
+        return Im2col::new([n, ci, h, w], (kh, kw), padding).weight_grad(x, g, co);
+    }
     let plane = n * hp * wp; // one channel of every image
     // Reads run up to (k−1)·Wp + (k−1) past the last plane; they meet zero gradients.
     let xpad = to_planes(x, [n, ci, h, w], (hp, wp), padding, (kh - 1) * wp + kw);
@@ -704,8 +948,9 @@ mod tests {
     /// In training (autodiff device) the outputs and the input, weight and bias gradients equal
     /// those of Burn's own convolution, for the kernel/stride/padding combinations sg2im uses
     /// (strided ones through the phase split, including a kernel the stride does not divide,
-    /// stride 3 and odd sizes), non-square inputs and a weight used twice (gradients
-    /// accumulated). Tolerance 1e-4 abs + rel: summation order only.
+    /// stride 3 and odd sizes), both layouts (im2col for small maps, planes for large ones),
+    /// non-square inputs and a weight used twice (gradients accumulated). Tolerance 1e-4 abs +
+    /// rel: summation order only.
     #[test]
     fn training_convolution_equals_burns() {
         let dev = Device::flex().autodiff();
@@ -722,6 +967,12 @@ mod tests {
             (3, 4, 8, 8, 5, 4, 2, 0),
             (2, 3, 15, 15, 4, 4, 2, 0),
             (2, 3, 10, 11, 4, 3, 3, 1),
+            // Few positions, many output channels: the GEMMs split by rows (128 + 2).
+            (2, 3, 4, 4, 130, 3, 1, 1),
+            // Large enough maps for the plane layout (the others take im2col).
+            (2, 3, 30, 34, 4, 3, 1, 1),
+            (2, 3, 33, 31, 4, 1, 1, 0),
+            (3, 5, 8, 8, 200, 4, 2, 1),
         ] {
             let x0: Tensor<4> = Tensor::random([n, ci, h, w], Distribution::Normal(0., 1.), &dev);
             let x1: Tensor<4> = Tensor::random([n, ci, h, w], Distribution::Normal(0., 1.), &dev);
@@ -807,6 +1058,7 @@ mod tests {
             (3, 3, 32, 32, 8, 4, 2, 0),
             (2, 4, 15, 13, 5, 4, 2, 1),
             (2, 3, 10, 11, 4, 3, 3, 1),
+            (2, 3, 30, 34, 4, 3, 1, 1),
         ] {
             let x: Tensor<4> = Tensor::random([n, ci, h, w], Distribution::Normal(0., 1.), &dev);
             let wt: Tensor<4> = Tensor::random([co, ci, k, k], Distribution::Normal(0., 0.3), &dev);
@@ -849,5 +1101,61 @@ mod tests {
         let got = forward_host(x, wt, b, 1, 1);
         let diff = (got - want).abs().max().into_scalar::<f32>();
         assert!(diff < 1e-4, "max difference {diff}");
+    }
+}
+#[cfg(test)]
+mod tmpbench {
+    use super::*;
+    use burn::tensor::Distribution;
+    #[test]
+    fn tmp_small_conv() {
+        let dev = Device::flex().autodiff();
+        for &(n, ci, h, co) in &[
+            (8usize, 128usize, 6usize, 256usize),
+            (57, 128, 6, 256),
+            (57, 64, 15, 128),
+        ] {
+            let x: Tensor<4> =
+                Tensor::random([n, ci, h, h], Distribution::Normal(0., 1.), &dev).require_grad();
+            let w: Tensor<4> =
+                Tensor::random([co, ci, 4, 4], Distribution::Normal(0., 1.), &dev).require_grad();
+            let b: Tensor<1> = Tensor::zeros([co], &dev).require_grad();
+            for _ in 0..3 {
+                let t = std::time::Instant::now();
+                let y = conv2d_gemm(x.clone(), w.clone(), b.clone(), 2, 0);
+                let t1 = t.elapsed();
+                let xs = dense(
+                    &x.clone()
+                        .try_into_primitive::<AdFlex>()
+                        .unwrap()
+                        .primitive()
+                        .clone(),
+                )
+                .into_owned();
+                let ws = dense(
+                    &w.clone()
+                        .try_into_primitive::<AdFlex>()
+                        .unwrap()
+                        .primitive()
+                        .clone(),
+                )
+                .into_owned();
+                let geo = Geometry::new([n, ci, h, h], [co, ci, 4, 4], 2, 0);
+                let t = std::time::Instant::now();
+                let xi = geo.split_input(&xs);
+                let t2 = t.elapsed();
+                let wi = geo.split_kernel(&ws);
+                let t3 = t.elapsed();
+                let _ = conv_host(&xi, geo.inner_x(), &wi, geo.inner_w(), None, 0);
+                let t4 = t.elapsed();
+                let g = y.sum().backward();
+                let _ = w.grad(&g);
+                eprintln!(
+                    "{n} {ci} {h} {co}: fwd {t1:?} split_x {t2:?} split_w {:?} conv {:?}",
+                    t3 - t2,
+                    t4 - t3
+                );
+            }
+        }
     }
 }
