@@ -160,6 +160,66 @@ fn per_channel(
         .collect()
 }
 
+/// [`per_channel`] for a pair of sums.
+fn per_channel_pair(
+    (n, c, s): (usize, usize, usize),
+    f: impl Fn(usize, usize) -> (f64, f64) + Sync,
+) -> Vec<(f64, f64)> {
+    (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            (0..n)
+                .map(|b| f(ch, (b * c + ch) * s))
+                .fold((0.0, 0.0), |a, v| (a.0 + v.0, a.1 + v.1))
+        })
+        .collect()
+}
+
+/// f32 lanes per partial sum: enough independent accumulators for the compiler to vectorise
+/// (a single running sum is one long dependency chain).
+const LANES: usize = 16;
+
+/// `Σ f(v)` over `xs`, in [`LANES`] f32 partial sums added up in f64 (a fixed order: the
+/// result does not depend on threading).
+#[inline(always)]
+fn lane_sum(xs: &[f32], f: impl Fn(f32) -> f32) -> f64 {
+    let mut acc = [0f32; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (a, &v) in acc.iter_mut().zip(chunk) {
+            *a += f(v);
+        }
+    }
+    acc.iter().map(|&a| a as f64).sum::<f64>() + rest.iter().map(|&v| f(v) as f64).sum::<f64>()
+}
+
+/// `(Σ gz, Σ gz·(x − μ))` over one block, `gz = g` where `y > 0`, else `slope·g`.
+fn grad_sums(g: &[f32], y: &[f32], x: &[f32], mu: f32, slope: f32) -> (f64, f64) {
+    let (mut a, mut b) = ([0f32; LANES], [0f32; LANES]);
+    let gz = |gv: f32, yv: f32| if yv > 0.0 { gv } else { gv * slope };
+    let full = g.len() / LANES * LANES;
+    for ((gc, yc), xc) in g[..full]
+        .chunks_exact(LANES)
+        .zip(y[..full].chunks_exact(LANES))
+        .zip(x[..full].chunks_exact(LANES))
+    {
+        for l in 0..LANES {
+            let z = gz(gc[l], yc[l]);
+            a[l] += z;
+            b[l] += z * (xc[l] - mu);
+        }
+    }
+    let mut sa: f64 = a.iter().map(|&v| v as f64).sum();
+    let mut sb: f64 = b.iter().map(|&v| v as f64).sum();
+    for i in full..g.len() {
+        let z = gz(g[i], y[i]);
+        sa += z as f64;
+        sb += (z * (x[i] - mu)) as f64;
+    }
+    (sa, sb)
+}
+
 fn forward(
     x: &FlexTensor,
     gamma: &[f32],
@@ -174,19 +234,14 @@ fn forward(
     let (mean, var) = match stats {
         BnStats::Batch => {
             let m = (n * s) as f64;
-            let mean: Vec<f64> = per_channel((n, c, s), |_, at| {
-                xs[at..at + s].iter().map(|&v| v as f64).sum::<f64>()
-            })
-            .into_iter()
-            .map(|v| v / m)
-            .collect();
+            let mean: Vec<f64> = per_channel((n, c, s), |_, at| lane_sum(&xs[at..at + s], |v| v))
+                .into_iter()
+                .map(|v| v / m)
+                .collect();
             // Two passes (sum of squared deviations), not E[x²] − E[x]².
             let var: Vec<f64> = per_channel((n, c, s), |ch, at| {
-                let mu = mean[ch];
-                xs[at..at + s]
-                    .iter()
-                    .map(|&v| (v as f64 - mu).powi(2))
-                    .sum::<f64>()
+                let mu = mean[ch] as f32;
+                lane_sum(&xs[at..at + s], |v| (v - mu) * (v - mu))
             })
             .into_iter()
             .map(|v| v / m)
@@ -289,38 +344,43 @@ impl Backward<Flex, 3> for BnActBackward {
         let (n, c, s) = ncs(&x);
         let (xs, gs) = (dense(&x), dense(&g));
         let ys = y.as_ref().map(dense);
-        // dL/dz (z: the normalised, scaled and shifted value before the activation).
-        let gz = |at: usize, i: usize| -> f32 {
-            match &ys {
-                Some(ys) if ys[at + i] <= 0.0 => gs[at + i] * slope,
-                _ => gs[at + i],
-            }
-        };
-        let dbeta = per_channel((n, c, s), |_, at| (0..s).map(|i| gz(at, i) as f64).sum());
-        let dgamma = per_channel((n, c, s), |ch, at| {
-            let (mu, is) = (norm.mean[ch], norm.inv_std[ch]);
-            (0..s)
-                .map(|i| gz(at, i) as f64 * (xs[at + i] as f64 - mu) * is)
-                .sum()
+        // dL/dz (z: the normalised, scaled and shifted value before the activation) is
+        // `g` where `y > 0`, else `slope·g`; without an activation `slope` is 1, so it is `g`.
+        let ys: &[f32] = ys.as_deref().unwrap_or(&gs);
+        let sums = per_channel_pair((n, c, s), |ch, at| {
+            let mu = norm.mean[ch] as f32;
+            grad_sums(&gs[at..at + s], &ys[at..at + s], &xs[at..at + s], mu, slope)
         });
+        let dbeta: Vec<f64> = sums.iter().map(|p| p.0).collect();
+        let dgamma: Vec<f64> = sums
+            .iter()
+            .enumerate()
+            .map(|(ch, p)| p.1 * norm.inv_std[ch])
+            .collect();
         if let Some(node) = node_x {
             let m = (n * s) as f64;
-            let fill = |dx: &mut [MaybeUninit<f32>]| {
-                dx.par_chunks_mut(s).enumerate().for_each(|(bc, out)| {
-                    let ch = bc % c;
-                    let at = bc * s;
+            // dx = k1·dL/dz + k2·x + k3 per channel (k2 = k3 = 0 with running statistics).
+            let coef: Vec<[f32; 3]> = (0..c)
+                .map(|ch| {
                     let (mu, is) = (norm.mean[ch], norm.inv_std[ch]);
                     let scale = gamma[ch] as f64 * is;
                     if norm.batch {
                         let (mb, mg) = (dbeta[ch] / m, dgamma[ch] / m);
-                        for (i, o) in out.iter_mut().enumerate() {
-                            let xhat = (xs[at + i] as f64 - mu) * is;
-                            o.write((scale * (gz(at, i) as f64 - mb - xhat * mg)) as f32);
-                        }
+                        let k2 = -scale * is * mg;
+                        [scale as f32, k2 as f32, (-scale * mb - k2 * mu) as f32]
                     } else {
-                        for (i, o) in out.iter_mut().enumerate() {
-                            o.write((scale * gz(at, i) as f64) as f32);
-                        }
+                        [scale as f32, 0.0, 0.0]
+                    }
+                })
+                .collect();
+            let fill = |dx: &mut [MaybeUninit<f32>]| {
+                dx.par_chunks_mut(s).enumerate().for_each(|(bc, out)| {
+                    let [k1, k2, k3] = coef[bc % c];
+                    let at = bc * s;
+                    let (g, y, x) = (&gs[at..at + s], &ys[at..at + s], &xs[at..at + s]);
+                    for (((o, &gv), &yv), &xv) in out.iter_mut().zip(g).zip(y).zip(x) {
+                        let gz = if yv > 0.0 { gv } else { gv * slope };
+                        o.write(k1 * gz + k2 * xv + k3);
                     }
                 });
             };
