@@ -316,12 +316,16 @@ impl Backward<Flex, 3> for ConvBackward {
         }
         if let Some(node) = node_b {
             let [n, co, oh, ow] = g_dims;
-            let mut db = vec![0f32; co];
+            // Accumulated in f64: a sequential f32 sum over thousands of positions drifts by
+            // ~1e-4 relative where the terms cancel.
+            let mut db = vec![0f64; co];
             for b in 0..n {
                 for (o, acc) in db.iter_mut().enumerate() {
-                    *acc += gs[(b * co + o) * oh * ow..][..oh * ow].iter().sum::<f32>();
+                    let block = &gs[(b * co + o) * oh * ow..][..oh * ow];
+                    *acc += block.iter().map(|&v| v as f64).sum::<f64>();
                 }
             }
+            let db = db.into_iter().map(|v| v as f32).collect();
             grads.register::<Flex>(node.id, flex_tensor(db, &[co]));
         }
     }
@@ -546,26 +550,13 @@ fn conv_host_batch(
                     // `wt`; rhs element (c, t) = xpad[c·plane + i·Wp + j + t0 + t] stays inside
                     // `xpad` thanks to the slack.
                     unsafe {
-                        gemm::gemm(
-                            rows,
-                            len,
-                            ci,
+                        matmul_into(
+                            (rows, len, ci),
                             dst.ptr().add(o0 * plane + t0),
-                            1,
-                            plane as isize,
+                            plane,
                             ij > 0,
-                            wt.as_ptr().add(o0 * ci * k2 + ij),
-                            k2 as isize,
-                            (ci * k2) as isize,
-                            xpad.as_ptr().add(i * wp + j + t0),
-                            1,
-                            plane as isize,
-                            1.0f32,
-                            1.0f32,
-                            false,
-                            false,
-                            false,
-                            gemm::Parallelism::None,
+                            Mat::new(wt.as_ptr().add(o0 * ci * k2 + ij), ci * k2, k2),
+                            Mat::new(xpad.as_ptr().add(i * wp + j + t0), plane, 1),
                         );
                     }
                 }
@@ -690,36 +681,16 @@ impl Im2col {
             let len = nb * per_image;
             let col = self.columns(x, b0, nb);
             let fill = |mat: &mut [MaybeUninit<f32>]| {
-                let dst = SharedMut(mat.as_mut_ptr().cast());
-                blocks(co, len)
-                    .into_par_iter()
-                    .for_each(|((o0, rows), (t0, cols))| {
-                        // SAFETY: block rows [o0, o0 + rows) × columns [t0, t0 + cols) of the
-                        // Co×len result belong to this task; W rows and col columns in range.
-                        unsafe {
-                            gemm::gemm(
-                                rows,
-                                cols,
-                                kdim,
-                                dst.ptr().add(o0 * len + t0),
-                                1,
-                                len as isize,
-                                false,
-                                wt.as_ptr().add(o0 * kdim),
-                                1,
-                                kdim as isize,
-                                col.as_ptr().add(t0),
-                                1,
-                                len as isize,
-                                0.0f32,
-                                1.0f32,
-                                false,
-                                false,
-                                false,
-                                gemm::Parallelism::None,
-                            );
-                        }
-                    });
+                // SAFETY: `mat` is Co×len; W is Co×kdim and col kdim×len, both in range.
+                unsafe {
+                    par_matmul(
+                        (co, len, kdim),
+                        mat.as_mut_ptr().cast(),
+                        false,
+                        Mat::new(wt.as_ptr(), kdim, 1),
+                        Mat::new(col.as_ptr(), len, 1),
+                    )
+                };
             };
             // SAFETY: the blocks tile the Co×len result and each GEMM writes its block.
             let mat = unsafe { filled(co * len, fill) };
@@ -756,36 +727,16 @@ impl Im2col {
                     dst.copy_from_slice(&g[((b0 + b) * co + o) * per_image..][..per_image]);
                 }
             });
-            let dst = SharedMut(dw.as_mut_ptr());
-            blocks(co, kdim)
-                .into_par_iter()
-                .for_each(|((o0, rows), (c0, cols))| {
-                    // SAFETY: block rows [o0, o0 + rows) × columns [c0, c0 + cols) of dW
-                    // belong to this task; gm rows and col rows in range.
-                    unsafe {
-                        gemm::gemm(
-                            rows,
-                            cols,
-                            len,
-                            dst.ptr().add(o0 * kdim + c0),
-                            1,
-                            kdim as isize,
-                            b0 > 0,
-                            gm.as_ptr().add(o0 * len),
-                            1,
-                            len as isize,
-                            col.as_ptr().add(c0 * len),
-                            len as isize,
-                            1,
-                            1.0f32,
-                            1.0f32,
-                            false,
-                            false,
-                            false,
-                            gemm::Parallelism::None,
-                        );
-                    }
-                });
+            // SAFETY: dW is Co×kdim; gm is Co×len and colᵀ len×kdim, both in range.
+            unsafe {
+                par_matmul(
+                    (co, kdim, len),
+                    dw.as_mut_ptr(),
+                    b0 > 0,
+                    Mat::new(gm.as_ptr(), len, 1),
+                    Mat::new(col.as_ptr(), 1, len),
+                )
+            };
         }
         dw
     }
@@ -865,15 +816,15 @@ fn weight_grad_host(
                 let (i, j) = (ij / kw, ij % kw);
                 // SAFETY: rhs element (t, c) = xpad[c·plane + i·Wp + j + t0 + t] with
                 // t0 + t < plane stays inside `xpad` thanks to the slack.
+                // dw[ij] (Co×Ci) = Gpad (Co×len) · Xᵢⱼᵀ (len×Ci).
                 unsafe {
-                    gemm_block(
-                        &mut dw,
-                        ij,
+                    matmul_into(
                         (co, ci, len),
-                        gpad.as_ptr().add(t0),
-                        plane,
-                        xpad.as_ptr().add(i * wp + j + t0),
-                        plane,
+                        dw[ij * co * ci..][..co * ci].as_mut_ptr(),
+                        ci,
+                        false,
+                        Mat::new(gpad.as_ptr().add(t0), plane, 1),
+                        Mat::new(xpad.as_ptr().add(i * wp + j + t0), 1, plane),
                     )
                 };
             }
@@ -892,38 +843,99 @@ fn weight_grad_host(
     dw
 }
 
-/// `dw[ij] (Co×Ci, row-major) = lhs (Co×K, row stride lhs_rs) · rhs (K×Ci: element (t, c) at
-/// rhs + c·rhs_cs + t)`, single-threaded.
+/// A strided matrix operand: element `(r, c)` at `ptr + r·rs + c·cs`.
+#[derive(Clone, Copy)]
+struct Mat {
+    ptr: *const f32,
+    rs: usize,
+    cs: usize,
+}
+
+// SAFETY: a read-only view; the threads sharing it only read through it.
+unsafe impl Send for Mat {}
+unsafe impl Sync for Mat {}
+
+impl Mat {
+    fn new(ptr: *const f32, rs: usize, cs: usize) -> Self {
+        Self { ptr, rs, cs }
+    }
+
+    /// The sub-matrix starting at row `r`, column `c`.
+    ///
+    /// # Safety
+    /// `(r, c)` must lie inside the matrix the view was made from.
+    unsafe fn at(self, r: usize, c: usize) -> Self {
+        // SAFETY: the caller's contract.
+        Self::new(
+            unsafe { self.ptr.add(r * self.rs + c * self.cs) },
+            self.rs,
+            self.cs,
+        )
+    }
+}
+
+/// `dst (m×n, row-major, contiguous) = [dst +] lhs (m×k) · rhs (k×n)`, the output cut into one
+/// block per thread ([`blocks`]).
 ///
 /// # Safety
-/// Every element addressed through `lhs` and `rhs` must be readable.
-unsafe fn gemm_block(
-    dw: &mut [f32],
-    ij: usize,
-    (co, ci, k): (usize, usize, usize),
-    lhs: *const f32,
-    lhs_rs: usize,
-    rhs: *const f32,
-    rhs_cs: usize,
+/// As [`matmul_into`] for the whole matrices.
+unsafe fn par_matmul(
+    (m, n, k): (usize, usize, usize),
+    dst: *mut f32,
+    accumulate: bool,
+    lhs: Mat,
+    rhs: Mat,
 ) {
-    let dst = &mut dw[ij * co * ci..][..co * ci];
-    // SAFETY: dst is a Co×Ci row-major block of `dw`; the caller vouches for lhs and rhs.
+    let dst = SharedMut(dst);
+    blocks(m, n)
+        .into_par_iter()
+        .for_each(|((r0, rows), (c0, cols))| {
+            // SAFETY: the blocks are disjoint parts of `dst`; the operands' rows r0.. and columns
+            // c0.. lie inside the caller's matrices.
+            unsafe {
+                matmul_into(
+                    (rows, cols, k),
+                    dst.ptr().add(r0 * n + c0),
+                    n,
+                    accumulate,
+                    lhs.at(r0, 0),
+                    rhs.at(0, c0),
+                )
+            }
+        });
+}
+
+/// `dst (m×n, row-major with row stride dst_rs) = [dst +] lhs (m×k) · rhs (k×n)` on the calling
+/// thread (the callers split the work between threads themselves).
+///
+/// # Safety
+/// Every element addressed through `dst`, `lhs` and `rhs` must be valid, and no one else may
+/// access `dst`'s elements meanwhile.
+unsafe fn matmul_into(
+    (m, n, k): (usize, usize, usize),
+    dst: *mut f32,
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: Mat,
+    rhs: Mat,
+) {
+    // SAFETY: the caller's contract.
     unsafe {
         gemm::gemm(
-            co,
-            ci,
+            m,
+            n,
             k,
-            dst.as_mut_ptr(),
+            dst,
             1,
-            ci as isize,
-            false,
-            lhs,
-            1,
-            lhs_rs as isize,
-            rhs,
-            rhs_cs as isize,
-            1,
-            0.0f32,
+            dst_rs as isize,
+            accumulate,
+            lhs.ptr,
+            lhs.cs as isize,
+            lhs.rs as isize,
+            rhs.ptr,
+            rhs.cs as isize,
+            rhs.rs as isize,
+            1.0f32,
             1.0f32,
             false,
             false,
