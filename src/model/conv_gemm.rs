@@ -5,17 +5,18 @@
 //! Why: `flex` convolves image by image through im2col tiles, and its weight gradient is a
 //! convolution whose "kernel" is the output gradient (per input channel one GEMM with only
 //! `k×k` output columns). On this project's 2-core machine those reached 38–100 GFLOP/s on the
-//! refinement network's and the object discriminator's shapes, against 100–220 GFLOP/s for the
-//! long GEMMs used here, which build no im2col matrix at all: with the zero-padded input laid
-//! out `(Ci, N, Hp, Wp)`, tap `(i, j)` of a channel over every image and position is one strided
-//! row (see [`conv_host`]).
+//! refinement network's and the object discriminator's shapes, against 110–250 GFLOP/s for the
+//! long GEMMs used here. Two layouts: for large maps no im2col matrix at all (with the
+//! zero-padded input laid out `(Ci, N, Hp, Wp)`, tap `(i, j)` of a channel over every image and
+//! position is one strided row, see `conv_host`); for small maps, where most padded positions
+//! would be wasted, and for many output channels, explicit column tiles (`Im2col`).
 //!
 //! In training the convolution is a custom autodiff operation on `Autodiff<Flex>` (Burn's
-//! backend-extension API): [`ConvBackward`] computes the input gradient as the same kind of
+//! backend-extension API): `ConvBackward` computes the input gradient as the same kind of
 //! convolution (the output gradient with the flipped, transposed kernel), the weight gradient
-//! with [`weight_grad_host`] and the bias gradient as a sum. Strided convolutions (the
+//! with `weight_grad_host` and the bias gradient as a sum. Strided convolutions (the
 //! discriminators' downsampling layers) become stride-1 ones over the input's phases
-//! ([`Geometry`]). Other devices (GPU backends) and other autodiff configurations keep Burn's
+//! (`Geometry`). Other devices (GPU backends) and other autodiff configurations keep Burn's
 //! own code.
 
 use super::cpu_ops::{AdFlex, SharedMut, dense, filled, flex_tensor, host, on_cpu};
@@ -29,12 +30,13 @@ use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use burn_dispatch::backends::Flex;
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
+use std::borrow::Cow;
 use std::mem::MaybeUninit;
 
 /// `conv2d(x, weight, bias)` with stride and symmetric zero padding. On the CPU (`flex`)
-/// convolutions with a square kernel run as [`conv_host`]: directly without autodiff
+/// convolutions with a square kernel run as `conv_host`: directly without autodiff
 /// (inference), as a custom autodiff operation with autodiff (training). Strided ones become
-/// stride-1 ones over the input's phases ([`Geometry`]).
+/// stride-1 ones over the input's phases (`Geometry`).
 ///
 /// # Shapes
 /// `x (N, Ci, H, W)`, `weight (Co, Ci, k, k)`, `bias (Co,)` → `(N, Co, H', W')`.
@@ -141,14 +143,11 @@ impl Geometry {
         if self.s == 1 { self.p } else { 0 }
     }
 
+    /// Output dimensions (the phase grid less the kernel's reach; for stride 1 the grid is the
+    /// padded input).
     fn out(&self) -> [usize; 4] {
-        let [n, _, h, w] = self.x;
         let k = self.kq;
-        let q = self.inner_padding();
-        match self.s {
-            1 => [n, self.co, h + 2 * q + 1 - k, w + 2 * q + 1 - k],
-            _ => [n, self.co, self.ph + 1 - k, self.pw + 1 - k],
-        }
+        [self.x[0], self.co, self.ph + 1 - k, self.pw + 1 - k]
     }
 
     /// For each phase `a` and phase-grid row `y < len_out`, the row `s·y + a − p` of the
@@ -161,7 +160,7 @@ impl Geometry {
     }
 
     /// The input as the stride-1 convolution reads it (phases for `s > 1`).
-    fn split_input<'a>(&self, x: &'a [f32]) -> std::borrow::Cow<'a, [f32]> {
+    fn split_input<'a>(&self, x: &'a [f32]) -> Cow<'a, [f32]> {
         let s = self.s;
         if s == 1 {
             return x.into();
@@ -230,7 +229,7 @@ impl Geometry {
     }
 
     /// The kernel as the stride-1 convolution uses it.
-    fn split_kernel<'a>(&self, wt: &'a [f32]) -> std::borrow::Cow<'a, [f32]> {
+    fn split_kernel<'a>(&self, wt: &'a [f32]) -> Cow<'a, [f32]> {
         let s = self.s;
         if s == 1 {
             return wt.into();
@@ -269,16 +268,24 @@ impl Geometry {
         dw
     }
 
-    /// The forward pass on host data.
-    fn forward(&self, x: &[f32], wt: &[f32], bias: &[f32]) -> Vec<f32> {
-        conv_host(
-            &self.split_input(x),
+    /// The forward pass on host data (`(N, Co, H', W')`), with the input and kernel as the
+    /// stride-1 convolution read them (borrowed for stride 1), for the backward pass to keep.
+    fn forward<'a>(
+        &self,
+        x: &'a [f32],
+        wt: &'a [f32],
+        bias: &[f32],
+    ) -> (Vec<f32>, Cow<'a, [f32]>, Cow<'a, [f32]>) {
+        let (x_in, w_in) = (self.split_input(x), self.split_kernel(wt));
+        let out = conv_host(
+            &x_in,
             self.inner_x(),
-            &self.split_kernel(wt),
+            &w_in,
             self.inner_w(),
             Some(bias),
             self.inner_padding(),
-        )
+        );
+        (out, x_in, w_in)
     }
 }
 
@@ -354,15 +361,7 @@ fn autodiff_conv(
     let (xp, wp, bp) = (x.primitive(), weight.primitive(), bias.primitive());
     let geo = Geometry::new(dims4(xp), dims4(wp), stride, padding);
     let (xs, ws) = (dense(xp), dense(wp));
-    let (x_in, w_in) = (geo.split_input(&xs), geo.split_kernel(&ws));
-    let out = conv_host(
-        &x_in,
-        geo.inner_x(),
-        &w_in,
-        geo.inner_w(),
-        Some(&dense(bp)),
-        geo.inner_padding(),
-    );
+    let (out, x_in, w_in) = geo.forward(&xs, &ws, &dense(bp));
     let out = flex_tensor(out, &geo.out());
     let prep = ConvBackward
         .prepare::<NoCheckpointing>([x.node(), weight.node(), bias.node()])
@@ -371,11 +370,9 @@ fn autodiff_conv(
     let result = match prep {
         OpsKind::Tracked(prep) => {
             // Stride 1: the caller's buffers themselves (shared); else the split copies.
-            let keep = |t: &FlexTensor, split: std::borrow::Cow<'_, [f32]>, dims: [usize; 4]| {
-                match split {
-                    std::borrow::Cow::Owned(v) => flex_tensor(v, &dims),
-                    std::borrow::Cow::Borrowed(_) => t.clone(),
-                }
+            let keep = |t: &FlexTensor, split: Cow<'_, [f32]>, dims: [usize; 4]| match split {
+                Cow::Owned(v) => flex_tensor(v, &dims),
+                Cow::Borrowed(_) => t.clone(),
             };
             let state = ConvState {
                 x: keep(xp, x_in, geo.inner_x()),
@@ -480,17 +477,18 @@ pub fn forward_host(
 ) -> Tensor<4> {
     let geo = Geometry::new(x.dims(), weight.dims(), stride, padding);
     let device = x.device();
-    let out = geo.forward(&host(x), &host(weight), &host(bias));
+    let (out, ..) = geo.forward(&host(x), &host(weight), &host(bias));
     Tensor::<4>::from_data(TensorData::new(out, geo.out()), &device)
 }
 
-/// Floats of padded input plus padded output [`conv_host`] handles at once (256 MiB).
+/// Floats of padded input plus padded output `conv_host` handles at once (256 MiB).
 pub const HOST_CHUNK_FLOATS: usize = 64 << 20;
 
 /// Stride-1 convolution on host data: with the input laid out as in [`weight_grad_host`],
 /// `Out (Co, N·Hp·Wp) = Σᵢⱼ Wᵢⱼ (Co, Ci) · Xᵢⱼ (Ci, N·Hp·Wp)` (k² accumulating GEMMs; the
 /// positions are split between the threads), then the valid `H'×W'` window of each image is
-/// kept and the bias added. Large batches go through in chunks of images so the padded copies
+/// kept and the bias added; small maps and many output channels go through [`Im2col`] instead
+/// (see [`conv_host_batch`]). Large batches go through in chunks of images so the padded copies
 /// stay under [`HOST_CHUNK_FLOATS`].
 ///
 /// # Shapes

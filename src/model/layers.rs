@@ -558,7 +558,10 @@ impl BatchNorm {
             let slope = act.map(|a| a.slope() as f32);
             if let Some(out) = batch_norm_act(&x, &self.weight, &self.bias, stats, BN_EPS, slope) {
                 if let Some((mean, var)) = out.batch_stats {
-                    let [n, _, h, w] = x.dims();
+                    let [n, c, h, w] = x.dims();
+                    let device = self.running_mean.device();
+                    let mean = Tensor::<1>::from_data(TensorData::new(mean, [c]), &device);
+                    let var = Tensor::<1>::from_data(TensorData::new(var, [c]), &device);
                     self.update_running(mean, var, n * h * w);
                 }
                 return out.y;
@@ -572,19 +575,16 @@ impl BatchNorm {
     }
 
     /// Moves the running statistics towards a batch's mean and (biased) variance over `count`
-    /// values per channel; the variance enters unbiased, as in PyTorch.
-    fn update_running(&mut self, mean: Vec<f32>, var: Vec<f32>, count: usize) {
-        let device = self.running_mean.device();
-        let c = mean.len();
-        let unbias = if count > 1 {
-            count as f64 / (count - 1) as f64
+    /// values per channel (both `(C,)`, no gradient); the variance enters unbiased, as in
+    /// PyTorch.
+    fn update_running(&mut self, mean: Tensor<1>, var: Tensor<1>, count: usize) {
+        let unbiased = if count > 1 {
+            var * (count as f64 / (count - 1) as f64)
         } else {
-            1.0
+            var
         };
-        let mean = Tensor::<1>::from_data(TensorData::new(mean, [c]), &device);
-        let var = Tensor::<1>::from_data(TensorData::new(var, [c]), &device) * unbias;
         self.running_mean = self.running_mean.clone() * (1.0 - BN_MOMENTUM) + mean * BN_MOMENTUM;
-        self.running_var = self.running_var.clone() * (1.0 - BN_MOMENTUM) + var * BN_MOMENTUM;
+        self.running_var = self.running_var.clone() * (1.0 - BN_MOMENTUM) + unbiased * BN_MOMENTUM;
         self.num_batches_tracked += 1;
     }
 
@@ -602,16 +602,11 @@ impl BatchNorm {
                 .mean_dim(0)
                 .mean_dim(2)
                 .mean_dim(3);
-            let unbiased = if count > 1 {
-                var.clone().detach() * (count as f64 / (count - 1) as f64)
-            } else {
-                var.clone().detach()
-            };
-            self.running_mean = self.running_mean.clone() * (1.0 - BN_MOMENTUM)
-                + mean.clone().detach().reshape([c]) * BN_MOMENTUM;
-            self.running_var = self.running_var.clone() * (1.0 - BN_MOMENTUM)
-                + unbiased.reshape([c]) * BN_MOMENTUM;
-            self.num_batches_tracked += 1;
+            self.update_running(
+                mean.clone().detach().reshape([c]),
+                var.clone().detach().reshape([c]),
+                count,
+            );
             // The batch mean is already subtracted: β is the bias alone.
             (centered, None, var)
         } else {
