@@ -8,7 +8,7 @@
 
 use sg2im::data::coco::{CocoConfig, CocoSceneGraphDataset};
 use sg2im::data::{SceneGraphDataset, collate, rle};
-use sg2im::pyrandom::PyRandom;
+use sg2im::rng::PyRandom;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Instant;

@@ -66,7 +66,7 @@ fn main() {
     let mut whole = Vec::new();
     for i in 0..6 {
         let t = Instant::now();
-        let written = run_model(&opts, &device).unwrap();
+        let written = run_model(&opts, &device, &sg2im::report::Quiet).unwrap();
         assert_eq!(written.len(), 7);
         if i > 0 {
             whole.push(t.elapsed().as_secs_f64());

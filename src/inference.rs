@@ -4,6 +4,7 @@ use crate::imagenet::{deprocess_to_u8_hwc, save_png_rgb};
 use crate::io::model_file::{ModelBundle, load_any};
 use crate::io::safetensors_io::{RawTensor, write_safetensors};
 use crate::model::generator::{GraphBatch, Sg2Im, host_boxes};
+use crate::report::Reporter;
 use crate::scene_graph::{EncodedGraphs, SceneGraph, encode, read_scene_graphs};
 use crate::{Error, Result};
 use burn::tensor::{Device, Tensor, TensorData};
@@ -121,11 +122,15 @@ pub struct RunOptions {
 }
 
 /// `run_model.py`: writes `img%06d.png` per graph (and `sg%06d.png`/`.dot` when drawing).
-/// Returns the written image paths.
-pub fn run_model(opts: &RunOptions, device: &Device) -> Result<Vec<PathBuf>> {
+/// Returns the written image paths; warnings go to `reporter`.
+pub fn run_model(
+    opts: &RunOptions,
+    device: &Device,
+    reporter: &dyn Reporter,
+) -> Result<Vec<PathBuf>> {
     let (mut model, _, warnings) = load_generator(&opts.checkpoint, device)?;
     for w in warnings {
-        eprintln!("warning: {}: {w}", opts.checkpoint.display());
+        reporter.warn(&format!("warning: {}: {w}", opts.checkpoint.display()));
     }
     let graphs: Vec<SceneGraph> = read_scene_graphs(&opts.scene_graphs_json)?;
     let encoded = encode(
@@ -145,8 +150,8 @@ pub fn run_model(opts: &RunOptions, device: &Device) -> Result<Vec<PathBuf>> {
     if opts.draw_scene_graphs {
         let render = crate::vis::graphviz_available();
         if !render {
-            eprintln!(
-                "warning: graphviz `dot` not found: writing sg*.dot files instead of pictures"
+            reporter.warn(
+                "warning: graphviz `dot` not found: writing sg*.dot files instead of pictures",
             );
         }
         for (i, g) in out.encoded.graphs.iter().enumerate() {

@@ -20,25 +20,21 @@
 //! model without mask network records `None` masks instead of crashing. Noise and the dataset's
 //! random choices come from `--seed`, so a run is reproducible.
 
-use crate::data::coco::{CocoConfig, CocoFlags, CocoSceneGraphDataset};
-use crate::data::synthetic::{ShapesConfig, ShapesDataset};
-use crate::data::vg::{VgConfig, VgSceneGraphDataset};
-use crate::data::{Batch, SceneGraphDataset};
+use crate::data::Batch;
+use crate::data::factory::{DataPaths, DatasetKind, DatasetOptions, Split, open_dataset};
+use crate::data::loader::Loader;
 use crate::imagenet::{deprocess_to_u8_hwc, save_png_rgb};
 use crate::inference::load_generator;
-use crate::io::model_file::ModelBundle;
 use crate::io::torch::{PyValue, TorchTensor, save_legacy};
 use crate::model::generator::{GraphBatch, Sg2Im, host_boxes};
+use crate::report::Reporter;
+use crate::rng::TrainRng;
 use crate::scene_graph::SceneGraph;
-use crate::train::DatasetKind;
-use crate::train::loader::Loader;
-use crate::train::rng::TrainRng;
 use crate::vocab::Vocab;
 use crate::{Error, Result};
 use burn::tensor::{Device, Tensor, TensorData};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 /// Which checkpoints to sample.
 #[derive(Debug, Clone, PartialEq)]
@@ -122,6 +118,19 @@ impl Default for SampleOptions {
     }
 }
 
+impl SampleOptions {
+    /// The data files the flags name.
+    pub fn paths(&self) -> DataPaths {
+        DataPaths {
+            vg_h5: self.vg_h5.clone(),
+            vg_image_dir: self.vg_image_dir.clone(),
+            coco_image_dir: self.coco_image_dir.clone(),
+            instances_json: self.instances_json.clone(),
+            stuff_json: self.stuff_json.clone(),
+        }
+    }
+}
+
 /// What sampling one checkpoint wrote.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SampleSummary {
@@ -132,11 +141,15 @@ pub struct SampleSummary {
     pub skipped: Vec<String>,
 }
 
-/// Samples every checkpoint `opts.checkpoints` names.
-pub fn sample_images(opts: &SampleOptions, device: &Device) -> Result<Vec<SampleSummary>> {
+/// Samples every checkpoint `opts.checkpoints` names; progress and warnings go to `reporter`.
+pub fn sample_images(
+    opts: &SampleOptions,
+    device: &Device,
+    reporter: &dyn Reporter,
+) -> Result<Vec<SampleSummary>> {
     checkpoint_jobs(&opts.checkpoints, &opts.output_dir)?
         .into_iter()
-        .map(|(ckpt, out)| sample_checkpoint(opts, &ckpt, &out, device))
+        .map(|(ckpt, out)| sample_checkpoint(opts, &ckpt, &out, device, reporter))
         .collect()
 }
 
@@ -204,13 +217,14 @@ pub fn sample_checkpoint(
     checkpoint: &Path,
     output_dir: &Path,
     device: &Device,
+    reporter: &dyn Reporter,
 ) -> Result<SampleSummary> {
     if opts.batch_size == 0 {
         return Err(Error::invalid("--batch_size must be positive"));
     }
     let (mut model, bundle, warnings) = load_generator(checkpoint, device)?;
     for w in warnings {
-        eprintln!("warning: {}: {w}", checkpoint.display());
+        reporter.warn(&format!("warning: {}: {w}", checkpoint.display()));
     }
     model.set_training(opts.model_mode == ModelMode::Train);
     model.config.image_size = opts.image_size;
@@ -218,7 +232,16 @@ pub fn sample_checkpoint(
         .config
         .validate()
         .map_err(|e| Error::invalid(format!("--image_size: {e}")))?;
-    let dataset = build_dataset(opts, &bundle, &model.config.vocab, checkpoint)?;
+    let data_opts = DatasetOptions::from_stored_args(
+        opts.dataset,
+        bundle.args.as_ref().and_then(Value::as_object),
+        checkpoint,
+        &opts.paths(),
+        opts.image_size,
+        opts.num_samples,
+        &model.config.vocab,
+    )?;
+    let dataset = open_dataset(opts.dataset, Split::Val, &data_opts, reporter)?;
     let (dv, mv) = (dataset.vocab(), &model.config.vocab);
     if dv.num_objects() > mv.num_objects() || dv.num_predicates() > mv.num_predicates() {
         return Err(Error::invalid(format!(
@@ -233,11 +256,11 @@ pub fn sample_checkpoint(
         )));
     }
     if dv != mv {
-        eprintln!(
+        reporter.warn(&format!(
             "warning: the {} dataset's vocabulary differs from the one stored in {}",
             opts.dataset,
             checkpoint.display()
-        );
+        ));
     }
     let img_dir = output_dir.join("images");
     let gt_dir = output_dir.join("images_gt");
@@ -254,8 +277,8 @@ pub fn sample_checkpoint(
     }
     let render = opts.save_graphs && crate::vis::graphviz_available();
     if opts.save_graphs && !render {
-        eprintln!(
-            "warning: graphviz `dot` not found: writing graphs/*.dot files instead of pictures"
+        reporter.warn(
+            "warning: graphviz `dot` not found: writing graphs/*.dot files instead of pictures",
         );
     }
     let data_path = output_dir.join("data.pt");
@@ -271,7 +294,7 @@ pub fn sample_checkpoint(
     let mut skipped = Vec::new();
     for loaded in loader.epoch(0, 0) {
         for e in &loaded.errors {
-            eprintln!("warning: batch {}: {e}", loaded.index);
+            reporter.warn(&format!("warning: batch {}: {e}", loaded.index));
         }
         skipped.extend(loaded.errors);
         let batch = loaded.batch;
@@ -305,7 +328,7 @@ pub fn sample_checkpoint(
             start = end;
         }
         record.save(&data_path)?;
-        println!("Saved {} images", record.len());
+        reporter.info(&format!("Saved {} images", record.len()));
     }
     if record.is_empty() {
         // Still leave a record, so that a consumer finds an empty one rather than none.
@@ -528,198 +551,4 @@ fn json_to_py(v: &Value) -> PyValue {
                 .collect(),
         ),
     }
-}
-
-/// A leading `~/` as the home directory (the original's defaults go through `expanduser`).
-fn expand_home(p: &Path) -> PathBuf {
-    match (p.strip_prefix("~"), std::env::var_os("HOME")) {
-        (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
-        _ => p.to_path_buf(),
-    }
-}
-
-/// The checkpoint's stored training arguments, read key by key with the name in errors.
-struct StoredArgs<'a> {
-    args: Option<&'a serde_json::Map<String, Value>>,
-    checkpoint: &'a Path,
-    dataset: DatasetKind,
-}
-
-impl StoredArgs<'_> {
-    fn get(&self, key: &str) -> Result<&Value> {
-        let Some(args) = self.args else {
-            return Err(Error::invalid(format!(
-                "{}: no training arguments stored (--dataset {} builds its dataset from them)",
-                self.checkpoint.display(),
-                self.dataset
-            )));
-        };
-        args.get(key).ok_or_else(|| {
-            Error::invalid(format!(
-                "{}: the stored training arguments have no {key:?} (needed by --dataset {})",
-                self.checkpoint.display(),
-                self.dataset
-            ))
-        })
-    }
-
-    fn wrong(&self, key: &str, expected: &str, v: &Value) -> Error {
-        Error::invalid(format!(
-            "{}: stored training argument {key:?} is {v}, expected {expected}",
-            self.checkpoint.display()
-        ))
-    }
-
-    fn usize(&self, key: &str) -> Result<usize> {
-        let v = self.get(key)?;
-        v.as_u64()
-            .map(|x| x as usize)
-            .ok_or_else(|| self.wrong(key, "a non-negative integer", v))
-    }
-
-    fn f64(&self, key: &str) -> Result<f64> {
-        let v = self.get(key)?;
-        v.as_f64().ok_or_else(|| self.wrong(key, "a number", v))
-    }
-
-    fn bool(&self, key: &str) -> Result<bool> {
-        let v = self.get(key)?;
-        match v {
-            Value::Bool(b) => Ok(*b),
-            Value::Number(n) if n.as_i64().is_some() => Ok(n.as_i64() != Some(0)),
-            _ => Err(self.wrong(key, "a boolean", v)),
-        }
-    }
-
-    fn strings(&self, key: &str) -> Result<Option<Vec<String>>> {
-        let v = self.get(key)?;
-        match v {
-            Value::Null => Ok(None),
-            Value::Array(a) => a
-                .iter()
-                .map(|x| {
-                    x.as_str()
-                        .map(str::to_string)
-                        .ok_or_else(|| self.wrong(key, "a list of strings or None", v))
-                })
-                .collect::<Result<Vec<_>>>()
-                .map(Some),
-            _ => Err(self.wrong(key, "a list of strings or None", v)),
-        }
-    }
-
-    /// `key`, or `default` when the arguments (or the key) are absent.
-    fn or<T>(&self, key: &str, default: T, read: impl Fn(&Self, &str) -> Result<T>) -> Result<T> {
-        match self.args {
-            Some(a) if a.contains_key(key) => read(self, key),
-            _ => Ok(default),
-        }
-    }
-}
-
-/// The dataset of §19.2, from the checkpoint's stored arguments and the path flags.
-fn build_dataset(
-    opts: &SampleOptions,
-    bundle: &ModelBundle,
-    model_vocab: &Vocab,
-    checkpoint: &Path,
-) -> Result<Arc<dyn SceneGraphDataset>> {
-    let args = StoredArgs {
-        args: bundle.args.as_ref().and_then(Value::as_object),
-        checkpoint,
-        dataset: opts.dataset,
-    };
-    let require = |flag: &str, path: &Path, what: &str| -> Result<()> {
-        if path.exists() {
-            Ok(())
-        } else {
-            Err(Error::invalid(format!(
-                "{flag} {}: no such {what} (set {flag}; --dataset {} needs it)",
-                path.display(),
-                opts.dataset
-            )))
-        }
-    };
-    Ok(match opts.dataset {
-        DatasetKind::Coco => {
-            let image_dir = expand_home(&opts.coco_image_dir);
-            let instances = expand_home(&opts.instances_json);
-            let stuff = expand_home(&opts.stuff_json);
-            require("--instances_json", &instances, "file")?;
-            require("--stuff_json", &stuff, "file")?;
-            require("--coco_image_dir", &image_dir, "directory")?;
-            let cfg = CocoConfig {
-                image_dir,
-                instances_json: instances,
-                stuff_json: Some(stuff),
-                stuff_only: args.bool("coco_stuff_only")?,
-                image_size: opts.image_size,
-                mask_size: args.usize("mask_size")?,
-                normalize_images: true,
-                max_samples: Some(opts.num_samples),
-                include_relationships: true,
-                min_object_size: args.f64("min_object_size")?,
-                min_objects_per_image: args.usize("min_objects_per_image")?,
-                max_objects_per_image: 8,
-                // Absent from old checkpoints: True there (unlike training's default).
-                include_other: args.or("coco_include_other", true, StoredArgs::bool)?,
-                instance_whitelist: args.strings("instance_whitelist")?,
-                stuff_whitelist: args.strings("stuff_whitelist")?,
-                image_cache_dir: None,
-                flags: CocoFlags {
-                    image_dir: "--coco_image_dir".into(),
-                    instances_json: "--instances_json".into(),
-                    stuff_json: "--stuff_json".into(),
-                },
-            };
-            Arc::new(CocoSceneGraphDataset::new(cfg)?)
-        }
-        DatasetKind::Vg => {
-            require("--vg_h5", &opts.vg_h5, "file")?;
-            require("--vg_image_dir", &opts.vg_image_dir, "directory")?;
-            let cfg = VgConfig {
-                h5_path: opts.vg_h5.clone(),
-                // Not read: the vocabulary is the checkpoint's.
-                vocab_json: checkpoint.to_path_buf(),
-                image_dir: opts.vg_image_dir.clone(),
-                image_size: opts.image_size,
-                normalize_images: true,
-                max_objects: args.usize("max_objects_per_image")?,
-                max_samples: Some(opts.num_samples),
-                include_relationships: true,
-                use_orphaned_objects: args.bool("vg_use_orphaned_objects")?,
-            };
-            Arc::new(VgSceneGraphDataset::with_vocab(cfg, model_vocab.clone())?)
-        }
-        DatasetKind::Shapes => {
-            // The validation scenes the model was checked on (sg2im-rs); defaults for a
-            // checkpoint without stored arguments.
-            let d = ShapesConfig::default();
-            let min_objects = args.or(
-                "min_objects_per_image",
-                d.min_objects_per_image,
-                StoredArgs::usize,
-            )?;
-            let num_val = args.or(
-                "shapes_num_val",
-                crate::train::TrainArgs::defaults().shapes_num_val,
-                StoredArgs::usize,
-            )?;
-            let cfg = ShapesConfig {
-                image_size: opts.image_size,
-                mask_size: args.or("mask_size", d.mask_size, StoredArgs::usize)?,
-                num_images: opts.num_samples.min(num_val),
-                min_objects_per_image: min_objects,
-                max_objects_per_image: 8.max(min_objects),
-                min_object_size: args.or("min_object_size", d.min_object_size, StoredArgs::f64)?,
-                include_relationships: true,
-                normalize_images: true,
-                seed: crate::train::data::SHAPES_VAL_SEED,
-            };
-            Arc::new(
-                ShapesDataset::new(cfg)
-                    .map_err(|e| Error::invalid(format!("--dataset shapes: {e}")))?,
-            )
-        }
-    })
 }

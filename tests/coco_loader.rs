@@ -18,7 +18,7 @@ use sg2im::data::coco::{
     CocoConfig, CocoFlags, CocoSceneGraphDataset, dump_coco, object_centers, predicate_for,
 };
 use sg2im::data::rle;
-use sg2im::pyrandom::PyRandom;
+use sg2im::rng::PyRandom;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -604,7 +604,7 @@ fn dump_writes_the_fixture_keys() {
     let t = TempDir::new("dump");
     let out = t.0.join("dump.safetensors");
     // The fixture's seeds are 6000 + idx for this configuration.
-    let n = dump_coco(&f.ds, &out, 6000, 3).unwrap();
+    let n = dump_coco(&f.ds, &out, 6000, 3, &sg2im::report::Quiet).unwrap();
     assert_eq!(n, f.ds.len());
     let bytes = std::fs::read(&out).unwrap();
     let got = SafeTensors::deserialize(&bytes).unwrap();

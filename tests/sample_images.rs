@@ -105,7 +105,7 @@ fn val_scenes(image_size: (usize, usize)) -> ShapesDataset {
         image_size,
         mask_size: 4,
         num_images: 8,
-        seed: sg2im::train::data::SHAPES_VAL_SEED,
+        seed: sg2im::data::factory::SHAPES_VAL_SEED,
         ..ShapesConfig::default()
     })
     .unwrap()
@@ -476,7 +476,6 @@ fn tiny_real(out: &Path) -> Vec<String> {
         "--crop_size=8",
         "--checkpoint_every=2",
         "--num_iterations=2",
-        "--stop_at=2",
         "--progress=0",
         "--tensorboard=0",
     ]

@@ -98,10 +98,10 @@ fn resume_is_exact(name: &str, extra: &[&str]) {
         let refs: Vec<&str> = flags.iter().map(String::as_str).collect();
         train(args(dir, &refs)).unwrap()
     };
-    // Uninterrupted: the iteration limit (18) is only checked between epochs of 8 batches, so
-    // the run ends at t = 24 (§18.4), with checkpoints at 6, 12, 18, 24.
+    // Uninterrupted, with the original's rule: the iteration limit (18) is only checked between
+    // epochs of 8 batches, so the run ends at t = 24 (§18.4), with checkpoints at 6, 12, 18, 24.
     let a = scratch(&format!("resume-a-{name}"));
-    let sa = run(&a, &[]);
+    let sa = run(&a, &["--finish_epoch=1"]);
     assert_eq!((sa.t, sa.epoch), (24, 3));
     assert_eq!(sa.checkpoints, vec![6, 12, 18, 24]);
 
@@ -110,12 +110,17 @@ fn resume_is_exact(name: &str, extra: &[&str]) {
     let (m1, m2) = (b.join("m1.jsonl"), b.join("m2.jsonl"));
     let sb = run(
         &b,
-        &["--stop_at=12", "--metrics_jsonl", m1.to_str().unwrap()],
+        &[
+            "--num_iterations=12",
+            "--metrics_jsonl",
+            m1.to_str().unwrap(),
+        ],
     );
     assert_eq!(sb.t, 12);
     let sc = run(
         &b,
         &[
+            "--finish_epoch=1",
             "--restore_from_checkpoint=1",
             "--metrics_jsonl",
             m2.to_str().unwrap(),
@@ -174,7 +179,7 @@ fn a_kill_while_writing_a_checkpoint_leaves_the_previous_one_intact() {
     let st = sg2im()
         .arg("train")
         .args(tiny_flags(&dir))
-        .args(["--stop_at=6", "--metrics_jsonl", &metrics(1)])
+        .args(["--num_iterations=6", "--metrics_jsonl", &metrics(1)])
         .output()
         .unwrap();
     assert!(st.status.success());
@@ -187,7 +192,7 @@ fn a_kill_while_writing_a_checkpoint_leaves_the_previous_one_intact() {
         .args(tiny_flags(&dir))
         .args([
             "--restore_from_checkpoint=1",
-            "--stop_at=12",
+            "--num_iterations=12",
             "--metrics_jsonl",
             &metrics(2),
         ])
@@ -212,7 +217,7 @@ fn a_kill_while_writing_a_checkpoint_leaves_the_previous_one_intact() {
         .args(tiny_flags(&dir))
         .args([
             "--restore_from_checkpoint=1",
-            "--stop_at=12",
+            "--num_iterations=12",
             "--metrics_jsonl",
             &metrics(3),
         ])
@@ -235,6 +240,7 @@ fn a_run_leaves_checkpoints_samples_metrics_and_tensorboard_events_usable_by_the
         .args(tiny_flags(&dir))
         .args([
             "--num_iterations=6",
+            "--finish_epoch=1",
             "--checkpoint_every=8",
             "--print_every=4",
         ])
@@ -407,7 +413,6 @@ fn a_short_run_learns_boxes_and_pixels() {
         "--print_every=1000",
         "--checkpoint_every=20",
         "--num_iterations=200",
-        "--stop_at=200",
         "--progress=0",
         "--tensorboard=0",
         "--save_sample_images=0",
@@ -432,4 +437,192 @@ fn a_short_run_learns_boxes_and_pixels() {
         "val L1 {l10:.3} -> {l11:.3} (history {l1:?})"
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The `_with_model` checkpoint of a run directory.
+fn load_checkpoint(dir: &Path) -> Checkpoint {
+    Checkpoint::load(checkpoint_paths(dir, "checkpoint").0).unwrap()
+}
+
+/// Iteration numbers of the checkpoint records of a metrics file.
+fn checkpoint_records_after(path: &Path, after: u64) -> Vec<(u64, Value)> {
+    loss_records(path, "checkpoint")
+        .into_iter()
+        .filter(|(t, _)| *t > after)
+        .collect()
+}
+
+#[test]
+fn num_iterations_stops_mid_epoch_and_the_last_iteration_is_saved() {
+    // 8 batches per epoch: t = 10 is in epoch 2 and not a multiple of --checkpoint_every (6).
+    let dir = scratch("exact-n");
+    let reporter = sg2im::report::Collect::default();
+    let summary = sg2im::train::train_with(
+        args(&dir, &["--num_iterations=10"]),
+        &reporter,
+        &sg2im::train::StopSignal::new(),
+    )
+    .unwrap();
+    assert_eq!((summary.t, summary.epoch), (10, 2));
+    assert_eq!(
+        summary.checkpoints,
+        vec![6, 10],
+        "a final checkpoint at t = 10"
+    );
+    assert_eq!(summary.stopped_by, None);
+    let ck = load_checkpoint(&dir);
+    assert_eq!(ck.counters.t, 10);
+    assert_eq!(ck.counters.epoch_batches_done, 2);
+    assert_eq!(ck.history.losses_ts, (1..=10).collect::<Vec<u64>>());
+    for (name, values) in ck.history.losses.iter().chain(&ck.history.d_losses) {
+        assert_eq!(values.len(), 10, "{name}");
+    }
+    assert_eq!(ck.history.checkpoint_ts, vec![6, 10]);
+    assert_eq!((ck.train_samples.len(), ck.val_samples.len()), (2, 2));
+    assert!(dir.join("samples/val_t00000010.png").exists());
+    assert_eq!(loss_records(&dir.join("metrics.jsonl"), "train").len(), 10);
+    // The loss printout went to the reporter, not to stdout.
+    let lines: Vec<String> = reporter.take().into_iter().map(|(_, l)| l).collect();
+    assert!(lines.iter().any(|l| l == "t = 10 / 10"), "{lines:?}");
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.starts_with("Saving checkpoint"))
+            .count(),
+        2
+    );
+
+    // Resumed to t = 18, it repeats an uninterrupted 18-iteration run exactly: losses,
+    // check_model results after t = 10, and the final weights (the off-schedule checkpoint
+    // stored the generator as it was before its own check_model passes).
+    let full = scratch("exact-n-full");
+    let sf = train(args(&full, &[])).unwrap();
+    assert_eq!((sf.t, sf.checkpoints.clone()), (18, vec![6, 12, 18]));
+    let m2 = dir.join("m2.jsonl");
+    let sr = train(args(
+        &dir,
+        &[
+            "--restore_from_checkpoint=1",
+            "--metrics_jsonl",
+            m2.to_str().unwrap(),
+        ],
+    ))
+    .unwrap();
+    assert_eq!((sr.t, sr.checkpoints), (18, vec![12, 18]));
+    let mut pieces = loss_records(&dir.join("metrics.jsonl"), "train");
+    pieces.extend(loss_records(&m2, "train"));
+    assert_eq!(pieces, loss_records(&full.join("metrics.jsonl"), "train"));
+    assert_eq!(
+        checkpoint_records_after(&m2, 10),
+        checkpoint_records_after(&full.join("metrics.jsonl"), 10)
+    );
+    let (wr, wf) = (
+        load_checkpoint(&dir).weights.unwrap(),
+        load_checkpoint(&full).weights.unwrap(),
+    );
+    assert_eq!(wr.generator.net.state, wf.generator.net.state);
+    assert_eq!(wr.generator.optim.tensors, wf.generator.optim.tensors);
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(&full).unwrap();
+}
+
+#[test]
+fn finish_epoch_keeps_the_original_epoch_boundary_rule() {
+    let dir = scratch("finish-epoch");
+    let s = train(args(&dir, &["--num_iterations=10", "--finish_epoch=1"])).unwrap();
+    // t = 10 is reached in epoch 2, which ends at t = 16; 16 is saved although it is not a
+    // multiple of --checkpoint_every.
+    assert_eq!((s.t, s.epoch), (16, 2));
+    assert_eq!(s.checkpoints, vec![6, 12, 16]);
+    let ck = load_checkpoint(&dir);
+    assert_eq!(ck.counters.t, 16);
+    assert_eq!(ck.history.losses_ts.len(), 16);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn sigterm_finishes_the_iteration_saves_it_and_the_run_resumes_exactly() {
+    let dir = scratch("sigterm");
+    let metrics = dir.join("metrics.jsonl");
+    let mut child = sg2im()
+        .arg("train")
+        .args(tiny_flags(&dir))
+        .arg("--num_iterations=100000")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until a few iterations are done (one metrics line per iteration).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    loop {
+        let done = std::fs::read_to_string(&metrics).map_or(0, |m| m.lines().count());
+        if done >= 3 {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "training ended before the signal"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no iteration in 300 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // SAFETY: kill(2) on the pid of our own child process.
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(rc, 0);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(128 + libc::SIGTERM), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line: {stderr}");
+    assert!(
+        lines[0].starts_with("Interrupted by SIGTERM: stopped at t = "),
+        "{stderr}"
+    );
+
+    // The checkpoint holds the last iteration, whatever the schedule.
+    let ck = load_checkpoint(&dir);
+    let k = ck.counters.t;
+    assert!(
+        lines[0].contains(&format!("t = {k} ")),
+        "{stderr} vs t = {k}"
+    );
+    assert!(k >= 3);
+    assert_eq!(ck.history.losses_ts, (1..=k).collect::<Vec<u64>>());
+    assert_eq!(ck.history.checkpoint_ts.last(), Some(&k));
+    assert!(ck.weights.is_some());
+
+    // Resumed to k + 5, the run repeats an uninterrupted one of k + 5 iterations.
+    let n = format!("--num_iterations={}", k + 5);
+    let m2 = dir.join("m2.jsonl");
+    let sr = train(args(
+        &dir,
+        &[
+            n.as_str(),
+            "--restore_from_checkpoint=1",
+            "--metrics_jsonl",
+            m2.to_str().unwrap(),
+        ],
+    ))
+    .unwrap();
+    assert_eq!(sr.t, k + 5);
+    let full = scratch("sigterm-full");
+    train(args(&full, &[n.as_str()])).unwrap();
+    let mut pieces = loss_records(&metrics, "train");
+    pieces.extend(loss_records(&m2, "train"));
+    let uninterrupted = loss_records(&full.join("metrics.jsonl"), "train");
+    assert_eq!(pieces.len() as u64, k + 5);
+    assert_eq!(pieces, uninterrupted, "losses after the resume");
+    assert_eq!(
+        checkpoint_records_after(&m2, k),
+        checkpoint_records_after(&full.join("metrics.jsonl"), k)
+    );
+    assert_eq!(
+        load_checkpoint(&dir).weights.unwrap().generator.net.state,
+        load_checkpoint(&full).weights.unwrap().generator.net.state
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(&full).unwrap();
 }

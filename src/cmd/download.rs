@@ -72,6 +72,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     opts.retries = args.retries;
     opts.verify_checksums = !args.no_checksum;
     opts.delete_archives = args.delete_archives;
+    opts.reporter = sg2im::report::SharedReporter::new(sg2im::report::Stdio);
 
     let report = download::download_bundle(bundle, &opts)?;
     if !opts.dry_run {

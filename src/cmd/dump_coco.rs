@@ -2,6 +2,7 @@
 //! Flags are the original dataset constructor's own argument names.
 
 use sg2im::data::coco::{CocoConfig, CocoFlags, CocoSceneGraphDataset, dump_coco};
+use sg2im::report::Stdio;
 use std::path::PathBuf;
 
 /// `1`/`0`/`true`/`false` (the original's `bool_flag` takes `1`/`0`).
@@ -106,7 +107,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         },
     };
     let ds = CocoSceneGraphDataset::new(cfg)?;
-    let n = dump_coco(&ds, &a.output, a.seed, a.num_workers)?;
+    for w in ds.warnings() {
+        eprintln!("{w}");
+    }
+    let n = dump_coco(&ds, &a.output, a.seed, a.num_workers, &Stdio)?;
     println!("wrote {n} items to {}", a.output.display());
     Ok(())
 }

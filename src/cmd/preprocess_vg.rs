@@ -114,6 +114,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         progress: true,
     };
     let mut stdout = std::io::stdout().lock();
-    preprocess_vg(&cfg, &mut stdout)?;
+    let summary = preprocess_vg(&cfg, &mut stdout)?;
+    for w in &summary.warnings {
+        eprintln!("{w}");
+    }
     Ok(())
 }

@@ -54,7 +54,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         save_tensors: args.save_tensors,
         seed: args.seed,
     };
-    let written = run_model(&opts, &device).context("sg2im run")?;
+    let written = run_model(&opts, &device, &sg2im::report::Stdio).context("sg2im run")?;
     println!(
         "wrote {} images to {}",
         written.len(),

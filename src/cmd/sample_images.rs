@@ -2,9 +2,9 @@
 //! for a dataset split with one or more trained models.
 
 use anyhow::Context;
+use sg2im::data::DatasetKind;
 use sg2im::device::DeviceChoice;
 use sg2im::sample_images::{CheckpointSource, ModelMode, SampleOptions, sample_images};
-use sg2im::train::DatasetKind;
 use sg2im::train::args::{parse_bool, parse_image_size};
 use std::path::PathBuf;
 
@@ -130,7 +130,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         stuff_json: args.stuff_json,
         seed: args.seed,
     };
-    let summaries = sample_images(&opts, &device).context("sg2im sample-images")?;
+    let summaries =
+        sample_images(&opts, &device, &sg2im::report::Stdio).context("sg2im sample-images")?;
     for s in summaries {
         println!(
             "{}: wrote {} images to {}{}",

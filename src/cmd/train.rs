@@ -1,6 +1,11 @@
 //! `sg2im train`: the original's `scripts/train.py` (flags in `sg2im::train::args`).
 
-use sg2im::train::{TrainArgs, train};
+use sg2im::train::logging::Console;
+use sg2im::train::{StopSignal, TrainArgs, train_with};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 #[derive(clap::Args, Debug)]
 #[command(
@@ -11,6 +16,11 @@ use sg2im::train::{TrainArgs, train};
                   under the same name and default. Every --foo_bar flag also accepts --foo-bar; \
                   booleans take 1/0/true/false. Where the original's TRAINING.md and its code \
                   disagree, the code's behaviour is what runs and the flag's help says so.\n\n\
+                  The run stops after --num_iterations iterations (--finish_epoch 1: at the end \
+                  of that epoch, as the original) and always checkpoints its last iteration. \
+                  Ctrl-C or SIGTERM: the current iteration is finished and checkpointed, then \
+                  the run exits with code 130 (SIGINT) or 143 (SIGTERM); a second Ctrl-C \
+                  quits at once.\n\n\
                   No-download quick start: sg2im train --dataset shapes (see README)."
 )]
 pub struct Args {
@@ -19,7 +29,36 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let summary = train(a.args)?;
+    let stop = StopSignal::new();
+    let received = Arc::new(AtomicBool::new(false));
+    for sig in [SIGINT, SIGTERM] {
+        // Actions run in registration order: a second signal finds `received` set and ends the
+        // process at once; the first one only sets it and asks the run to stop.
+        signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, received.clone())?;
+        signal_hook::flag::register(sig, received.clone())?;
+        signal_hook::flag::register_usize(sig, stop.cell().clone(), sig as usize)?;
+    }
+    let console = Console::new(a.args.progress);
+    let summary = train_with(a.args, &console, &stop)?;
+    if let Some(sig) = summary.stopped_by {
+        let name = if sig == SIGINT as usize {
+            "SIGINT"
+        } else {
+            "SIGTERM"
+        };
+        if summary.t == 0 {
+            eprintln!("Interrupted by {name} before the first iteration; nothing saved");
+        } else {
+            eprintln!(
+                "Interrupted by {name}: stopped at t = {} (epoch {}), saved in {}",
+                summary.t,
+                summary.epoch,
+                summary.checkpoint_path.display()
+            );
+        }
+        let _ = std::io::stdout().flush();
+        std::process::exit(128 + sig as i32);
+    }
     println!(
         "Training finished at t = {} (epoch {}) in {:.1} s; checkpoints at {:?} in {}",
         summary.t,

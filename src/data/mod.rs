@@ -2,11 +2,15 @@
 //! built-in synthetic `shapes` data, plus collation into packed batches (§2.3).
 
 pub mod coco;
+pub mod factory;
 pub mod image;
+pub mod loader;
 pub mod preprocess_vg;
 pub mod rle;
 pub mod synthetic;
 pub mod vg;
+
+pub use factory::{DatasetKind, DatasetOptions, Split, open_dataset};
 
 use crate::Result;
 use crate::vocab::Vocab;

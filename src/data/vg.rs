@@ -9,7 +9,7 @@
 
 use super::{Sample, SceneGraphDataset};
 use crate::io::hdf5::{Array, Dtype, H5Reader};
-use crate::pyrandom::PyRandom;
+use crate::rng::PyRandom;
 use crate::vocab::{IMAGE_OBJECT, IN_IMAGE_PREDICATE, Vocab};
 use crate::{Error, Result};
 use std::path::PathBuf;

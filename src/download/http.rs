@@ -8,6 +8,7 @@
 
 use super::Options;
 use super::verify::{ensure_free_space, human_bytes, write_error};
+use crate::report::SharedReporter;
 use crate::{Error, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::fs::{self, File, OpenOptions};
@@ -23,6 +24,7 @@ pub(super) struct Client {
     retry_delay: Duration,
     progress: bool,
     verbose: bool,
+    reporter: SharedReporter,
 }
 
 /// How one attempt ended, when it did not fail for good.
@@ -55,6 +57,7 @@ impl Client {
             retry_delay: opts.retry_delay,
             progress: opts.progress,
             verbose: opts.verbose,
+            reporter: opts.reporter.clone(),
         }
     }
 
@@ -96,11 +99,11 @@ impl Client {
                     }
                     attempt += 1;
                     if self.verbose {
-                        eprintln!(
+                        self.reporter.warn(&format!(
                             "{name}: transfer interrupted at {} ({why}); resuming (retry {attempt} of {})",
                             human_bytes(have),
                             self.retries
-                        );
+                        ));
                     }
                     std::thread::sleep(delay);
                     delay = delay.saturating_mul(2);
@@ -161,7 +164,9 @@ impl Client {
             },
             200 => {
                 if have > 0 && self.verbose {
-                    eprintln!("{name}: the server does not resume transfers; starting over");
+                    self.reporter.warn(&format!(
+                        "{name}: the server does not resume transfers; starting over"
+                    ));
                 }
                 (0, length)
             }

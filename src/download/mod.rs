@@ -19,6 +19,7 @@ mod verify;
 
 pub use verify::human_bytes;
 
+use crate::report::SharedReporter;
 use crate::{Error, Result};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -107,8 +108,10 @@ pub struct Options {
     pub delete_archives: bool,
     /// Draw progress bars (only ever drawn on a terminal).
     pub progress: bool,
-    /// Print one status line per file on stderr.
+    /// Report one status line per file (and retries) as warnings.
     pub verbose: bool,
+    /// Where status lines and the dry run's plan go (the CLI prints them).
+    pub reporter: SharedReporter,
 }
 
 impl Options {
@@ -124,6 +127,7 @@ impl Options {
             delete_archives: false,
             progress: true,
             verbose: true,
+            reporter: SharedReporter::default(),
         }
     }
 }
@@ -232,7 +236,8 @@ fn is_complete(item: &Item, path: &Path, opts: &Options) -> bool {
 
 fn dry_run_item(item: &Item, url: &str, path: &Path, opts: &Options) -> Outcome {
     if is_complete(item, path, opts) {
-        println!("complete   {}", path.display());
+        opts.reporter
+            .info(&format!("complete   {}", path.display()));
         return Outcome::Skipped;
     }
     let unpack = match unpack_dir(item, opts) {
@@ -243,7 +248,10 @@ fn dry_run_item(item: &Item, url: &str, path: &Path, opts: &Options) -> Outcome 
         Ok(m) if m.len() > 0 => format!(" [resume at byte {}]", m.len()),
         _ => String::new(),
     };
-    println!("fetch      {url} -> {}{unpack}{resume}", path.display());
+    opts.reporter.info(&format!(
+        "fetch      {url} -> {}{unpack}{resume}",
+        path.display()
+    ));
     Outcome::WouldFetch {
         url: url.to_string(),
     }
@@ -259,7 +267,8 @@ fn fetch_item(
     let name = label(item);
     if is_complete(item, path, opts) {
         if opts.verbose {
-            eprintln!("{name}: already complete, skipped");
+            opts.reporter
+                .warn(&format!("{name}: already complete, skipped"));
         }
         return Ok(Outcome::Skipped);
     }
@@ -288,7 +297,7 @@ fn fetch_item(
         Some(dir) => unpack_and_publish(item, &part, path, &dir, opts)?,
     }
     if opts.verbose {
-        eprintln!("{name}: done");
+        opts.reporter.warn(&format!("{name}: done"));
     }
     Ok(Outcome::Downloaded { bytes })
 }

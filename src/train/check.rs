@@ -3,12 +3,12 @@
 //! As the original, it does not change the generator's mode: while the generator trains in
 //! train mode, these passes use batch statistics and update the BatchNorm running statistics.
 
+use crate::data::loader::Loader;
 use crate::imagenet::deprocess_to_u8_hwc;
 use crate::model::generator::{Sg2Im, host_boxes};
 use crate::model::metrics::jaccard_sum;
+use crate::rng::TrainRng;
 use crate::train::checkpoint::{BatchData, Images, SAMPLE_KINDS, Samples};
-use crate::train::loader::Loader;
-use crate::train::rng::TrainRng;
 use crate::train::step::{DeviceBatch, LossConfig, model_losses};
 use crate::vocab::Vocab;
 use crate::{Error, Result};

@@ -347,130 +347,25 @@ impl Checkpoint {
                 .cloned()
                 .ok_or_else(|| Error::invalid(format!("{what}: checkpoint key {k:?} missing")))
         };
-        let parse = |k: &str| -> Result<Value> { field(k) };
-        fn typed<T: serde::de::DeserializeOwned>(v: Value, what: &str, k: &str) -> Result<T> {
-            serde_json::from_value(v)
-                .map_err(|e| Error::invalid(format!("{what}: checkpoint key {k:?}: {e}")))
-        }
         let history = History {
-            losses_ts: typed(parse("losses_ts")?, what, "losses_ts")?,
-            losses: typed(parse("losses")?, what, "losses")?,
-            d_losses: typed(parse("d_losses")?, what, "d_losses")?,
-            checkpoint_ts: typed(parse("checkpoint_ts")?, what, "checkpoint_ts")?,
-            train_iou: typed(parse("train_iou")?, what, "train_iou")?,
-            val_iou: typed(parse("val_iou")?, what, "val_iou")?,
-            val_losses: typed(parse("val_losses")?, what, "val_losses")?,
-            norm_d: typed(parse("norm_d")?, what, "norm_d")?,
-            norm_g: typed(parse("norm_g")?, what, "norm_g")?,
-            best_t: typed(parse("best_t")?, what, "best_t")?,
+            losses_ts: typed(field("losses_ts")?, what, "losses_ts")?,
+            losses: typed(field("losses")?, what, "losses")?,
+            d_losses: typed(field("d_losses")?, what, "d_losses")?,
+            checkpoint_ts: typed(field("checkpoint_ts")?, what, "checkpoint_ts")?,
+            train_iou: typed(field("train_iou")?, what, "train_iou")?,
+            val_iou: typed(field("val_iou")?, what, "val_iou")?,
+            val_losses: typed(field("val_losses")?, what, "val_losses")?,
+            norm_d: typed(field("norm_d")?, what, "norm_d")?,
+            norm_g: typed(field("norm_g")?, what, "norm_g")?,
+            best_t: typed(field("best_t")?, what, "best_t")?,
         };
         let seed = m["rng"]["seed"].as_u64().ok_or_else(|| {
             Error::invalid(format!("{what}: checkpoint key \"rng.seed\" missing"))
         })?;
         let n_train = m["num_train_checks"].as_u64().unwrap_or(0) as usize;
         let n_val = m["num_val_checks"].as_u64().unwrap_or(0) as usize;
-        let tensor = |k: &str| tensors.get(k);
-        let samples = |split: &str, n: usize| -> Result<Vec<Samples>> {
-            (0..n)
-                .map(|i| {
-                    let mut set = Samples::new();
-                    for kind in SAMPLE_KINDS {
-                        if let Some(t) = tensor(&format!("{split}_samples.{i}.{kind}")) {
-                            let [n, _, h, w] =
-                                <[usize; 4]>::try_from(t.shape.clone()).map_err(|_| {
-                                    Error::invalid(format!(
-                                        "{what}: {split}_samples.{i}.{kind}: expected (n, 3, H, W)"
-                                    ))
-                                })?;
-                            set.insert(
-                                kind.to_string(),
-                                Images {
-                                    n,
-                                    height: h,
-                                    width: w,
-                                    data: t.bytes.clone(),
-                                },
-                            );
-                        }
-                    }
-                    Ok(set)
-                })
-                .collect()
-        };
-        let batch_data = |split: &str, n: usize| -> Vec<BatchData> {
-            (0..n)
-                .map(|i| {
-                    let p = format!("{split}_batch_data.{i}");
-                    let get_i64 = |f: &str| {
-                        tensor(&format!("{p}.{f}"))
-                            .map(RawTensor::to_i64)
-                            .unwrap_or_default()
-                    };
-                    let get_f32 = |f: &str| tensor(&format!("{p}.{f}")).map(RawTensor::to_f32);
-                    let boxes = |v: Option<Vec<f32>>| {
-                        v.unwrap_or_default()
-                            .chunks_exact(4)
-                            .map(|c| [c[0], c[1], c[2], c[3]])
-                            .collect::<Vec<_>>()
-                    };
-                    let mask_size = tensor(&format!("{p}.masks_gt"))
-                        .or_else(|| tensor(&format!("{p}.masks_pred")))
-                        .and_then(|t| t.shape.get(1).copied())
-                        .unwrap_or(0);
-                    BatchData {
-                        objs: get_i64("objs"),
-                        boxes_gt: boxes(get_f32("boxes_gt")),
-                        masks_gt: get_f32("masks_gt"),
-                        triples: get_i64("triples")
-                            .chunks_exact(3)
-                            .map(|c| [c[0], c[1], c[2]])
-                            .collect(),
-                        obj_to_img: get_i64("obj_to_img"),
-                        triple_to_img: get_i64("triple_to_img"),
-                        boxes_pred: boxes(get_f32("boxes_pred")),
-                        masks_pred: get_f32("masks_pred"),
-                        mask_size,
-                    }
-                })
-                .collect()
-        };
         let weights = if meta.get("format").map(String::as_str) == Some(FORMAT) {
-            let prefixed = |prefix: &str| -> IndexMap<String, TensorData> {
-                let p = format!("{prefix}.");
-                tensors
-                    .iter()
-                    .filter_map(|(k, t)| {
-                        k.strip_prefix(&p)
-                            .map(|rest| (rest.to_string(), raw_to_data(t)))
-                    })
-                    .collect()
-            };
-            let net =
-                |prefix: &str, optim_prefix: &str, kw_key: &str| -> Result<Option<NetWithOptim>> {
-                    let Some(kw) = meta.get(kw_key) else {
-                        return Ok(None);
-                    };
-                    let kwargs: Value = serde_json::from_str(kw)
-                        .map_err(|e| Error::invalid(format!("{what}: metadata {kw_key:?}: {e}")))?;
-                    Ok(Some(NetWithOptim {
-                        net: NetState {
-                            kwargs,
-                            state: prefixed(prefix),
-                        },
-                        optim: OptimState {
-                            meta: m.get(optim_prefix).cloned().unwrap_or(Value::Null),
-                            tensors: prefixed(optim_prefix),
-                        },
-                    }))
-                };
-            let generator = net("model", "optim_state", "model_kwargs")?.ok_or_else(|| {
-                Error::invalid(format!("{what}: metadata \"model_kwargs\" missing"))
-            })?;
-            Some(Weights {
-                generator,
-                d_obj: net("d_obj", "d_obj_optim_state", "d_obj_kwargs")?,
-                d_img: net("d_img", "d_img_optim_state", "d_img_kwargs")?,
-            })
+            Some(read_weights(&tensors, &meta, &m, what)?)
         } else {
             None
         };
@@ -483,13 +378,137 @@ impl Checkpoint {
             history,
             counters: typed(field("counters")?, what, "counters")?,
             seed,
-            train_samples: samples("train", n_train)?,
-            val_samples: samples("val", n_val)?,
-            train_batch_data: batch_data("train", n_train),
-            val_batch_data: batch_data("val", n_val),
+            train_samples: read_samples(&tensors, "train", n_train, what)?,
+            val_samples: read_samples(&tensors, "val", n_val, what)?,
+            train_batch_data: read_batch_data(&tensors, "train", n_train),
+            val_batch_data: read_batch_data(&tensors, "val", n_val),
             weights,
         })
     }
+}
+
+/// A checkpoint key's JSON as `T`, the key named in errors.
+fn typed<T: serde::de::DeserializeOwned>(v: Value, what: &str, k: &str) -> Result<T> {
+    serde_json::from_value(v)
+        .map_err(|e| Error::invalid(format!("{what}: checkpoint key {k:?}: {e}")))
+}
+
+/// `<split>_samples.<i>.<kind>` for the `n` checks of a split.
+fn read_samples(
+    tensors: &IndexMap<String, RawTensor>,
+    split: &str,
+    n: usize,
+    what: &str,
+) -> Result<Vec<Samples>> {
+    (0..n)
+        .map(|i| {
+            let mut set = Samples::new();
+            for kind in SAMPLE_KINDS {
+                if let Some(t) = tensors.get(&format!("{split}_samples.{i}.{kind}")) {
+                    let [n, _, h, w] = <[usize; 4]>::try_from(t.shape.clone()).map_err(|_| {
+                        Error::invalid(format!(
+                            "{what}: {split}_samples.{i}.{kind}: expected (n, 3, H, W)"
+                        ))
+                    })?;
+                    set.insert(
+                        kind.to_string(),
+                        Images {
+                            n,
+                            height: h,
+                            width: w,
+                            data: t.bytes.clone(),
+                        },
+                    );
+                }
+            }
+            Ok(set)
+        })
+        .collect()
+}
+
+/// `<split>_batch_data.<i>.<field>` for the `n` checks of a split (absent fields empty).
+fn read_batch_data(tensors: &IndexMap<String, RawTensor>, split: &str, n: usize) -> Vec<BatchData> {
+    let tensor = |k: &str| tensors.get(k);
+    (0..n)
+        .map(|i| {
+            let p = format!("{split}_batch_data.{i}");
+            let get_i64 = |f: &str| {
+                tensor(&format!("{p}.{f}"))
+                    .map(RawTensor::to_i64)
+                    .unwrap_or_default()
+            };
+            let get_f32 = |f: &str| tensor(&format!("{p}.{f}")).map(RawTensor::to_f32);
+            let boxes = |v: Option<Vec<f32>>| {
+                v.unwrap_or_default()
+                    .chunks_exact(4)
+                    .map(|c| [c[0], c[1], c[2], c[3]])
+                    .collect::<Vec<_>>()
+            };
+            let mask_size = tensor(&format!("{p}.masks_gt"))
+                .or_else(|| tensor(&format!("{p}.masks_pred")))
+                .and_then(|t| t.shape.get(1).copied())
+                .unwrap_or(0);
+            BatchData {
+                objs: get_i64("objs"),
+                boxes_gt: boxes(get_f32("boxes_gt")),
+                masks_gt: get_f32("masks_gt"),
+                triples: get_i64("triples")
+                    .chunks_exact(3)
+                    .map(|c| [c[0], c[1], c[2]])
+                    .collect(),
+                obj_to_img: get_i64("obj_to_img"),
+                triple_to_img: get_i64("triple_to_img"),
+                boxes_pred: boxes(get_f32("boxes_pred")),
+                masks_pred: get_f32("masks_pred"),
+                mask_size,
+            }
+        })
+        .collect()
+}
+
+/// The networks and optimizers of a `_with_model` file: tensors under `model.` /
+/// `optim_state.` (and the discriminators'), kwargs from the file metadata, optimizer step
+/// counts from the checkpoint dictionary `m`.
+fn read_weights(
+    tensors: &IndexMap<String, RawTensor>,
+    meta: &HashMap<String, String>,
+    m: &Value,
+    what: &str,
+) -> Result<Weights> {
+    let prefixed = |prefix: &str| -> IndexMap<String, TensorData> {
+        let p = format!("{prefix}.");
+        tensors
+            .iter()
+            .filter_map(|(k, t)| {
+                k.strip_prefix(&p)
+                    .map(|rest| (rest.to_string(), raw_to_data(t)))
+            })
+            .collect()
+    };
+    let net = |prefix: &str, optim_prefix: &str, kw_key: &str| -> Result<Option<NetWithOptim>> {
+        let Some(kw) = meta.get(kw_key) else {
+            return Ok(None);
+        };
+        let kwargs: Value = serde_json::from_str(kw)
+            .map_err(|e| Error::invalid(format!("{what}: metadata {kw_key:?}: {e}")))?;
+        Ok(Some(NetWithOptim {
+            net: NetState {
+                kwargs,
+                state: prefixed(prefix),
+            },
+            optim: OptimState {
+                meta: m.get(optim_prefix).cloned().unwrap_or(Value::Null),
+                tensors: prefixed(optim_prefix),
+            },
+        }))
+    };
+    let generator = net("model", "optim_state", "model_kwargs")?
+        .ok_or_else(|| Error::invalid(format!("{what}: metadata \"model_kwargs\" missing")))?;
+    Ok(Weights {
+        generator,
+        d_obj: net("d_obj", "d_obj_optim_state", "d_obj_kwargs")?,
+        d_img: net("d_img", "d_img_optim_state", "d_img_kwargs")?,
+    })
 }
 
 fn raw_to_data(t: &RawTensor) -> TensorData {

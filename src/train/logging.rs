@@ -1,6 +1,7 @@
 //! What a user watches: console lines (the original's format) above a progress bar, and what a
 //! machine reads: a JSON-lines metrics file and TensorBoard event files.
 
+use crate::report::Reporter;
 use crate::train::tensorboard::EventWriter;
 use crate::{Error, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -8,19 +9,30 @@ use serde_json::Value;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
-/// Console output that keeps the progress bar below the printed lines.
+/// The CLI's [`Reporter`] for training: lines on stdout (warnings on stderr), and on a terminal
+/// a progress bar on stderr that stays below them.
 pub struct Console {
-    bar: Option<ProgressBar>,
+    show: bool,
+    /// `None` until the first progress report; then the bar, or `None` when not drawn.
+    bar: Mutex<Option<Option<ProgressBar>>>,
 }
 
 impl Console {
-    /// A bar over `total` iterations starting at `position`; hidden when `show` is false or
-    /// stderr is not a terminal.
-    pub fn new(show: bool, total: u64, position: u64) -> Self {
-        if !show {
-            return Self { bar: None };
+    /// `show`: draw a progress bar (only ever drawn when stderr is a terminal).
+    pub fn new(show: bool) -> Self {
+        Self {
+            show,
+            bar: Mutex::new(None),
         }
+    }
+
+    fn bar(&self) -> Option<ProgressBar> {
+        self.bar.lock().ok().and_then(|b| b.clone().flatten())
+    }
+
+    fn make_bar(total: u64, position: u64) -> Option<ProgressBar> {
         let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(4));
         let style = ProgressStyle::with_template(
             "{elapsed_precise} [{wide_bar}] t={pos}/{len} {per_sec} ETA {eta_precise} {msg}",
@@ -30,47 +42,49 @@ impl Console {
         bar.set_style(style);
         bar.set_position(position);
         bar.reset_eta();
-        Self {
-            bar: (!bar.is_hidden()).then_some(bar),
+        (!bar.is_hidden()).then_some(bar)
+    }
+}
+
+impl Reporter for Console {
+    fn info(&self, line: &str) {
+        match self.bar() {
+            Some(bar) => bar.println(line),
+            None => println!("{line}"),
         }
     }
 
-    pub fn println(&self, line: impl AsRef<str>) {
-        match &self.bar {
-            Some(bar) => bar.println(line.as_ref()),
-            None => println!("{}", line.as_ref()),
+    fn warn(&self, line: &str) {
+        match self.bar() {
+            Some(bar) => bar.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
         }
     }
 
-    pub fn warn(&self, line: impl AsRef<str>) {
-        match &self.bar {
-            Some(bar) => bar.suspend(|| eprintln!("WARNING: {}", line.as_ref())),
-            None => eprintln!("WARNING: {}", line.as_ref()),
+    /// An empty `message` keeps the previous one.
+    fn progress(&self, position: u64, total: u64, message: &str) {
+        let Ok(mut slot) = self.bar.lock() else {
+            return;
+        };
+        let bar = slot
+            .get_or_insert_with(|| self.show.then(|| Self::make_bar(total, position)).flatten());
+        if let Some(bar) = bar {
+            if bar.length() != Some(total) {
+                bar.set_length(total);
+            }
+            bar.set_position(position);
+            if !message.is_empty() {
+                bar.set_message(message.to_string());
+            }
         }
     }
 
-    pub fn set_position(&self, t: u64) {
-        if let Some(bar) = &self.bar {
-            bar.set_position(t);
-        }
-    }
-
-    /// The bar's length grows when the run overshoots `num_iterations` to the end of an epoch.
-    pub fn set_length(&self, n: u64) {
-        if let Some(bar) = &self.bar {
-            bar.set_length(n);
-        }
-    }
-
-    pub fn set_message(&self, msg: String) {
-        if let Some(bar) = &self.bar {
-            bar.set_message(msg);
-        }
-    }
-
-    pub fn finish(&self) {
-        if let Some(bar) = &self.bar {
+    fn finish(&self) {
+        if let Ok(mut slot) = self.bar.lock()
+            && let Some(Some(bar)) = slot.take()
+        {
             bar.finish_and_clear();
+            *slot = Some(None);
         }
     }
 }

@@ -5,14 +5,12 @@ pub mod adam;
 pub mod args;
 pub mod check;
 pub mod checkpoint;
-pub mod loader;
 pub mod logging;
-pub mod rng;
 pub mod step;
 pub mod tensorboard;
 
-pub use args::{DatasetKind, TrainArgs};
+pub use args::TrainArgs;
 pub mod data;
 pub mod trainer;
 
-pub use trainer::{TrainSummary, train};
+pub use trainer::{StopSignal, TrainSummary, train, train_with};

@@ -2,16 +2,28 @@
 //! logging, `check_model` and checkpoints, restore.
 //!
 //! Differences from the original, all deliberate:
-//! * Everything random is seeded (`--seed`), see `train::rng`; the original seeded nothing.
+//! * Everything random is seeded (`--seed`), see [`crate::rng`]; the original seeded nothing.
 //! * A checkpoint also stores the loader position, and `--restore_from_checkpoint 1` continues
 //!   the interrupted epoch at the next batch (the original started a new epoch), so a resumed
 //!   run repeats the uninterrupted one exactly, iteration by iteration.
-//! * `--stop_at T` ends the run after iteration `T` (the original only stops at epoch ends).
+//! * `--num_iterations N` ends the run after iteration `N`; the original's rule (checked only
+//!   at epoch start, so the run finishes the epoch in which `N` is reached, §18.4) is
+//!   `--finish_epoch 1`.
+//! * The last iteration is always saved: when the run ends (the limit, or a [`StopSignal`] such
+//!   as the CLI's SIGINT/SIGTERM handler) and its last iteration was not a multiple of
+//!   `--checkpoint_every`, a final checkpoint is written, exactly as a regular one (check_model
+//!   on both splits, samples, metrics, both files), except that it stores the generator as it
+//!   was *before* those checks: `check_model` updates BatchNorm running statistics in train
+//!   mode, and a run resumed from it must continue from the state an uninterrupted run has.
+//! * Nothing is printed: progress lines, the loss printout and warnings go to a [`Reporter`].
 
+use crate::data::loader::{LoadedBatch, Loader};
 use crate::io::model_file;
 use crate::model::discriminators::{AcCropDiscriminator, PatchDiscriminator};
 use crate::model::generator::{Sg2Im, Sg2ImConfig};
 use crate::model::params::{Params, load_state_dict, to_device};
+use crate::report::{Quiet, Reporter};
+use crate::rng::{TrainRng, derive_seed};
 use crate::train::TrainArgs;
 use crate::train::adam::{Adam, AdamConfig};
 use crate::train::check::{CheckResult, check_model, samples_grid};
@@ -19,17 +31,19 @@ use crate::train::checkpoint::{
     Checkpoint, Counters, History, NetWithOptim, OptimState, Weights, checkpoint_paths,
 };
 use crate::train::data::build_datasets;
-use crate::train::loader::Loader;
-use crate::train::logging::{Console, MetricsJsonl, Sinks, fmt4};
-use crate::train::rng::TrainRng;
-use crate::train::step::{DeviceBatch, LossConfig, Nets, StepTimes, train_iteration};
+use crate::train::logging::{MetricsJsonl, Sinks, fmt4};
+use crate::train::step::{
+    DeviceBatch, IterationResult, LossConfig, Nets, StepTimes, train_iteration,
+};
 use crate::train::tensorboard::EventWriter;
 use crate::vocab::Vocab;
 use crate::{Error, Result};
 use burn::tensor::{Device, TensorData};
 use indexmap::IndexMap;
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// What a finished run reports.
@@ -44,8 +58,43 @@ pub struct TrainSummary {
     /// Iterations whose generator loss was not finite (skipped, §18.3 step 6).
     pub nonfinite_skips: usize,
     pub output_dir: PathBuf,
+    /// The `_with_model` checkpoint file of the run.
+    pub checkpoint_path: PathBuf,
     /// Wall time of the loop.
     pub elapsed: Duration,
+    /// The code given to [`StopSignal::request`] when the run ended on request (the CLI uses
+    /// the signal number); `None` when it ran to its end.
+    pub stopped_by: Option<usize>,
+}
+
+/// Asks a running training to stop after its current iteration (and save it). Clones share the
+/// request, so a signal handler or another thread can hold one while `train_with` runs.
+#[derive(Debug, Clone, Default)]
+pub struct StopSignal(Arc<AtomicUsize>);
+
+impl StopSignal {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Requests the stop; `code` (non-zero) comes back in [`TrainSummary::stopped_by`].
+    pub fn request(&self, code: usize) {
+        self.0.store(code.max(1), Ordering::SeqCst);
+    }
+
+    /// The pending request's code, if any.
+    pub fn requested(&self) -> Option<usize> {
+        match self.0.load(Ordering::SeqCst) {
+            0 => None,
+            code => Some(code),
+        }
+    }
+
+    /// The shared cell, for handlers that store a code themselves (e.g. `signal-hook`'s
+    /// `flag::register_usize`); any non-zero value is a request.
+    pub fn cell(&self) -> &Arc<AtomicUsize> {
+        &self.0
+    }
 }
 
 /// The original's generator kwargs from the flags (§18.2 step 3).
@@ -134,6 +183,8 @@ pub struct BuiltNets {
     /// `{}` when the object discriminator does not exist.
     pub d_obj_kwargs: Value,
     pub d_img_kwargs: Value,
+    /// Problems with a `--checkpoint_start_from` file the run can live with.
+    pub warnings: Vec<String>,
 }
 
 /// §18.2 steps 3–6: the generator from `--checkpoint_start_from` or from the flags (initialised
@@ -142,16 +193,14 @@ pub struct BuiltNets {
 pub fn build_nets(args: &TrainArgs, vocab: &Vocab, device: &Device) -> Result<BuiltNets> {
     let seed = args.seed;
     let device = device.clone();
+    let mut warnings = Vec::new();
     // Step 3: the generator, from a checkpoint or from the flags.
     let (generator, model_kwargs) = match &args.checkpoint_start_from {
         Some(path) => {
-            println!("Starting the generator from {}", path.display());
             let bundle = model_file::load_any(path)?;
             let what = path.display().to_string();
-            let (mut g, warnings) = Sg2Im::from_net_state(&bundle.generator, &device, &what)?;
-            for w in warnings {
-                eprintln!("WARNING: {what}: {w}");
-            }
+            let (mut g, w) = Sg2Im::from_net_state(&bundle.generator, &device, &what)?;
+            warnings.extend(w.into_iter().map(|w| format!("{what}: {w}")));
             g.set_training(true);
             to_device(&mut g, &device, true);
             let kw = g.config.to_model_kwargs();
@@ -170,38 +219,30 @@ pub fn build_nets(args: &TrainArgs, vocab: &Vocab, device: &Device) -> Result<Bu
     let adam = AdamConfig::with_lr(args.learning_rate);
 
     // Steps 5 and 6: discriminators.
-    let mut d_obj = None;
-    let mut d_obj_kw = json!({});
-    if args.has_d_obj() {
-        let kw = d_obj_kwargs(args, vocab);
-        let cfg = AcCropDiscriminator::config_from_kwargs(&kw)
-            .map_err(|e| Error::invalid(format!("object discriminator from the flags: {e}")))?;
-        let mut d = AcCropDiscriminator::init(
-            &cfg,
-            &device,
-            &mut TrainRng::derived(seed, "init/d_obj", &[]),
-        )?;
-        to_device(&mut d, &device, true);
-        Params::set_training(&mut d, true);
-        d_obj_kw = kw;
-        d_obj = Some((d, Adam::new(adam)));
-    }
-    let mut d_img = None;
-    let mut d_img_kw = json!({});
-    if args.has_d_img() {
-        let kw = d_img_kwargs(args);
-        let cfg = PatchDiscriminator::config_from_kwargs(&kw)
-            .map_err(|e| Error::invalid(format!("image discriminator from the flags: {e}")))?;
-        let mut d = PatchDiscriminator::init(
-            &cfg,
-            &device,
-            &mut TrainRng::derived(seed, "init/d_img", &[]),
-        )?;
-        to_device(&mut d, &device, true);
-        Params::set_training(&mut d, true);
-        d_img_kw = kw;
-        d_img = Some((d, Adam::new(adam)));
-    }
+    let (d_obj, d_obj_kw) = discriminator(
+        args.has_d_obj(),
+        || d_obj_kwargs(args, vocab),
+        |kw| {
+            let cfg = AcCropDiscriminator::config_from_kwargs(kw)
+                .map_err(|e| Error::invalid(format!("object discriminator from the flags: {e}")))?;
+            let mut rng = TrainRng::derived(seed, "init/d_obj", &[]);
+            AcCropDiscriminator::init(&cfg, &device, &mut rng)
+        },
+        &device,
+        adam,
+    )?;
+    let (d_img, d_img_kw) = discriminator(
+        args.has_d_img(),
+        || d_img_kwargs(args),
+        |kw| {
+            let cfg = PatchDiscriminator::config_from_kwargs(kw)
+                .map_err(|e| Error::invalid(format!("image discriminator from the flags: {e}")))?;
+            let mut rng = TrainRng::derived(seed, "init/d_img", &[]);
+            PatchDiscriminator::init(&cfg, &device, &mut rng)
+        },
+        &device,
+        adam,
+    )?;
     Ok(BuiltNets {
         nets: Nets {
             generator,
@@ -212,474 +253,565 @@ pub fn build_nets(args: &TrainArgs, vocab: &Vocab, device: &Device) -> Result<Bu
         model_kwargs,
         d_obj_kwargs: d_obj_kw,
         d_img_kwargs: d_img_kw,
+        warnings,
     })
 }
 
-/// Trains as `scripts/train.py` does with these flags. Returns when the run ends.
-pub fn train(args: TrainArgs) -> Result<TrainSummary> {
-    // §18.2 step 1.
-    println!("{}", args.to_json());
-    args.check_args()?;
-    let output_dir = PathBuf::from(&args.output_dir);
-    std::fs::create_dir_all(&output_dir).map_err(|e| Error::io(&output_dir, e))?;
-    let device = args.device.device()?.autodiff();
-    let losses_cfg = LossConfig::from_args(&args)?;
-
-    // Step 2: datasets and loaders.
-    let datasets = build_datasets(&args)?;
-    for line in &datasets.info {
-        println!("{line}");
-    }
-    let vocab = datasets.vocab.clone();
-    if datasets.train.is_empty() || datasets.val.is_empty() {
-        return Err(Error::invalid(format!(
-            "--dataset {}: the {} set is empty",
-            args.dataset,
-            if datasets.train.is_empty() {
-                "training"
-            } else {
-                "validation"
-            }
-        )));
-    }
-
-    // Steps 3–6: the generator (from a checkpoint or the flags), the discriminators, optimizers.
-    let mut seed = args.seed;
-    let built = build_nets(&args, &vocab, &device)?;
-    let (mut nets, model_kwargs, d_obj_kw, d_img_kw) = (
-        built.nets,
-        built.model_kwargs,
-        built.d_obj_kwargs,
-        built.d_img_kwargs,
-    );
-    // Graphs are checked against the generator's own vocabulary (it may come from a checkpoint).
-    let model_vocab = nets.generator.config.vocab.clone();
-    let adam = AdamConfig::with_lr(args.learning_rate);
-
-    // Step 8: restore (§18.7) or a fresh checkpoint dictionary.
-    let (with_path, _) = checkpoint_paths(&output_dir, &args.checkpoint_name);
-    let mut restored = false;
-    let mut ck = if args.restore_from_checkpoint && with_path.exists() {
-        println!("Restoring from checkpoint: {}", with_path.display());
-        let mut ck = Checkpoint::load(&with_path)?;
-        let what = with_path.display().to_string();
-        let w = ck
-            .weights
-            .take()
-            .ok_or_else(|| Error::invalid(format!("{what}: no weights")))?;
-        nets.optim_g = restore_net(
-            &mut nets.generator,
-            Some(&w.generator),
-            &device,
-            &format!("{what}: generator"),
-        )?;
-        if let Some((d, opt)) = nets.d_obj.as_mut() {
-            *opt = restore_net(
-                d,
-                w.d_obj.as_ref(),
-                &device,
-                &format!("{what}: object discriminator"),
-            )?;
-        }
-        if let Some((d, opt)) = nets.d_img.as_mut() {
-            *opt = restore_net(
-                d,
-                w.d_img.as_ref(),
-                &device,
-                &format!("{what}: image discriminator"),
-            )?;
-        }
-        let t = ck.counters.t as i64;
-        nets.generator
-            .set_training(!(0 <= args.eval_mode_after && args.eval_mode_after <= t));
-        if ck.seed != seed {
-            println!(
-                "Continuing the random streams of the checkpoint (seed {}, not --seed {seed})",
-                ck.seed
-            );
-            seed = ck.seed;
-        }
-        restored = true;
-        ck
-    } else {
-        Checkpoint {
-            args: args.to_json(),
-            vocab: vocab.clone(),
-            model_kwargs: model_kwargs.clone(),
-            d_obj_kwargs: d_obj_kw.clone(),
-            d_img_kwargs: d_img_kw.clone(),
-            history: History::default(),
-            counters: Counters::default(),
-            seed,
-            train_samples: Vec::new(),
-            val_samples: Vec::new(),
-            train_batch_data: Vec::new(),
-            val_batch_data: Vec::new(),
-            weights: None,
-        }
-    };
-
-    let workers = args.loader_num_workers;
-    let train_loader = Loader::new(
-        datasets.train.clone(),
-        args.batch_size,
-        true,
-        workers,
-        seed,
-        "train",
-    );
-    let check_train_loader = Loader::new(
-        datasets.train.clone(),
-        args.batch_size,
-        true,
-        workers,
-        seed,
-        "check-train",
-    );
-    let check_val_loader = Loader::new(
-        datasets.val.clone(),
-        args.batch_size,
-        args.shuffle_val,
-        workers,
-        seed,
-        "check-val",
-    );
-    let num_batches = train_loader.num_batches();
-    println!("There are {num_batches} iterations per epoch");
-
-    // Where the interrupted epoch continues (sg2im-rs: exact resume).
-    let same_batching =
-        ck.args.get("batch_size").and_then(Value::as_u64) == Some(args.batch_size as u64);
-    let mut resume_at = (restored
-        && ck.counters.epoch > 0
-        && ck.counters.epoch_batches_done < num_batches
-        && same_batching)
-        .then_some(ck.counters.epoch_batches_done);
-    if restored && !same_batching {
-        eprintln!("WARNING: --batch_size differs from the checkpoint's; starting a new epoch");
-    }
-
-    let mut sinks = Sinks::default();
-    let metrics_path = args
-        .metrics_jsonl
-        .clone()
-        .unwrap_or_else(|| output_dir.join("metrics.jsonl"));
-    sinks.jsonl = Some(MetricsJsonl::open(&metrics_path)?);
-    if args.tensorboard {
-        sinks.tensorboard = Some(EventWriter::create(&output_dir.join("tensorboard"))?);
-    }
-
-    let console = Console::new(
-        args.progress,
-        args.num_iterations.max(ck.counters.t),
-        ck.counters.t,
-    );
-    let mut summary = TrainSummary {
-        t: ck.counters.t,
-        epoch: ck.counters.epoch,
-        checkpoints: Vec::new(),
-        bad_items: 0,
-        nonfinite_skips: 0,
-        output_dir: output_dir.clone(),
-        elapsed: Duration::ZERO,
-    };
-    let started = Instant::now();
-    let z = nets.generator.config.layout_noise_dim;
-
-    'epochs: loop {
-        if ck.counters.t >= args.num_iterations {
-            break;
-        }
-        let start_batch = match resume_at.take() {
-            Some(b) => b,
-            None => {
-                ck.counters.epoch += 1;
-                ck.counters.epoch_batches_done = 0;
-                0
-            }
-        };
-        console.println(format!("Starting epoch {}", ck.counters.epoch));
-        let mut epoch_iter = train_loader.epoch(ck.counters.epoch, start_batch);
-        loop {
-            let wait = Instant::now();
-            let Some(lb) = epoch_iter.next() else { break };
-            let data_wait = wait.elapsed();
-            ck.counters.epoch_batches_done = lb.index + 1;
-            for e in &lb.errors {
-                console.warn(format!("skipping a training item that failed to load: {e}"));
-            }
-            summary.bad_items += lb.errors.len();
-            if lb.batch.num_images == 0 {
-                console.warn(format!(
-                    "batch {} of epoch {} has no loadable item; skipped",
-                    lb.index, ck.counters.epoch
-                ));
-                continue;
-            }
-            // §18.3: the eval-mode switch happens before t is incremented.
-            if ck.counters.t as i64 == args.eval_mode_after {
-                console.println("switching to eval mode");
-                nets.generator.set_training(false);
-                nets.optim_g = Adam::new(adam);
-            }
-            ck.counters.t += 1;
-            let t = ck.counters.t;
-            let batch = DeviceBatch::new(&lb.batch, &model_vocab, &device)?;
-            let noise = (z > 0).then(|| {
-                let mut rng = TrainRng::derived(seed, "noise", &[t]);
-                nets.generator
-                    .sample_noise(batch.num_images, &mut rng, &device)
-            });
-            let result = train_iteration(&mut nets, &batch, noise, &losses_cfg);
-            drop(batch);
-            console.set_position(t);
-            if t > args.num_iterations {
-                console.set_length(t);
-            }
-            if result.skipped {
-                console.warn(format!(
-                    "Got loss = {}, not backpropping (t = {t})",
-                    result.g.total_loss
-                ));
-                summary.nonfinite_skips += 1;
-                continue;
-            }
-            console.set_message(format!("loss {}", fmt4(result.g.total_loss as f64)));
-            if args.timing {
-                print_timing(&console, &result.times, data_wait);
-            }
-            if t % args.print_every == 0 {
-                log_losses(
-                    &console,
-                    &mut ck.history,
-                    &mut sinks,
-                    t,
-                    &args,
-                    &result,
-                    data_wait,
-                    ck.counters.epoch,
-                )?;
-            }
-            if t % args.checkpoint_every == 0 {
-                do_checkpoint(
-                    &console,
-                    &mut ck,
-                    &mut nets,
-                    &check_train_loader,
-                    &check_val_loader,
-                    &args,
-                    &losses_cfg,
-                    &model_vocab,
-                    &device,
-                    &mut sinks,
-                    &output_dir,
-                    (&model_kwargs, &d_obj_kw, &d_img_kw),
-                )?;
-                summary.checkpoints.push(t);
-            }
-            if args.stop_at == Some(t) {
-                console.println(format!("Stopping at t = {t} (--stop_at)"));
-                break 'epochs;
-            }
-        }
-    }
-    console.finish();
-    summary.t = ck.counters.t;
-    summary.epoch = ck.counters.epoch;
-    summary.elapsed = started.elapsed();
-    if summary.bad_items > 0 {
-        eprintln!(
-            "WARNING: {} training items failed to load and were skipped",
-            summary.bad_items
-        );
-    }
-    Ok(summary)
-}
-
-fn print_timing(console: &Console, t: &StepTimes, data: Duration) {
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    console.println(format!("data: {:.2} ms", ms(data)));
-    console.println(format!("forward: {:.2} ms", ms(t.forward)));
-    console.println(format!("loss: {:.2} ms", ms(t.losses)));
-    console.println(format!("backward: {:.2} ms", ms(t.backward)));
-    console.println(format!("d_obj: {:.2} ms", ms(t.d_obj)));
-    console.println(format!("d_img: {:.2} ms", ms(t.d_img)));
-}
-
-#[allow(clippy::too_many_arguments)]
-fn log_losses(
-    console: &Console,
-    history: &mut History,
-    sinks: &mut Sinks,
-    t: u64,
-    args: &TrainArgs,
-    r: &crate::train::step::IterationResult,
-    data_wait: Duration,
-    epoch: u64,
-) -> Result<()> {
-    console.println(format!("t = {t} / {}", args.num_iterations));
-    let mut g = serde_json::Map::new();
-    let mut scalars = Vec::new();
-    for (name, v) in r.g.named() {
-        console.println(format!(" G [{name}]: {}", fmt4(v as f64)));
-        history
-            .losses
-            .entry(name.to_string())
-            .or_default()
-            .push(v as f64);
-        g.insert(name.into(), json!(v));
-        scalars.push((format!("G/{name}"), v));
-    }
-    history.losses_ts.push(t);
-    let mut d_obj = serde_json::Map::new();
-    if let Some(d) = &r.d_obj {
-        for (name, v) in d.named() {
-            console.println(format!(" D_obj [{name}]: {}", fmt4(v as f64)));
-            history
-                .d_losses
-                .entry(name.to_string())
-                .or_default()
-                .push(v as f64);
-            d_obj.insert(name.into(), json!(v));
-            scalars.push((format!("D_obj/{name}"), v));
-        }
-    }
-    let mut d_img = serde_json::Map::new();
-    if let Some(d) = &r.d_img {
-        for (name, v) in d.named() {
-            console.println(format!(" D_img [{name}]: {}", fmt4(v as f64)));
-            history
-                .d_losses
-                .entry(name.to_string())
-                .or_default()
-                .push(v as f64);
-            d_img.insert(name.into(), json!(v));
-            scalars.push((format!("D_img/{name}"), v));
-        }
-    }
-    let secs = r.times.total().as_secs_f64();
-    scalars.push(("time/iteration_s".into(), secs as f32));
-    sinks.scalars(t, &scalars)?;
-    sinks.record(&json!({
-        "kind": "train",
-        "t": t,
-        "epoch": epoch,
-        "G": g,
-        "D_obj": d_obj,
-        "D_img": d_img,
-        "time_s": {
-            "iteration": secs,
-            "data_wait": data_wait.as_secs_f64(),
-            "forward": r.times.forward.as_secs_f64(),
-            "losses": r.times.losses.as_secs_f64(),
-            "backward": r.times.backward.as_secs_f64(),
-            "d_obj": r.times.d_obj.as_secs_f64(),
-            "d_img": r.times.d_img.as_secs_f64(),
-        },
-    }))
-}
-
-#[allow(clippy::too_many_arguments)]
-fn do_checkpoint(
-    console: &Console,
-    ck: &mut Checkpoint,
-    nets: &mut Nets,
-    train_loader: &Loader,
-    val_loader: &Loader,
-    args: &TrainArgs,
-    losses_cfg: &LossConfig,
-    vocab: &Vocab,
+/// A discriminator the flags ask for (`exists`), built from its kwargs, in train mode on
+/// `device` with a fresh Adam; `{}` kwargs when it does not exist.
+fn discriminator<D: Params>(
+    exists: bool,
+    kwargs: impl FnOnce() -> Value,
+    init: impl FnOnce(&Value) -> Result<D>,
     device: &Device,
-    sinks: &mut Sinks,
-    output_dir: &Path,
-    kwargs: (&Value, &Value, &Value),
-) -> Result<()> {
-    let t = ck.counters.t;
-    let n = args.num_val_samples;
-    let check = |g: &mut Sg2Im, loader: &Loader, split: &str| -> Result<CheckResult> {
-        let noise_seed = crate::train::rng::derive_seed(ck.seed, &format!("check/{split}"), &[t]);
-        let r = check_model(g, loader, t, n, losses_cfg, vocab, device, noise_seed)?;
+    adam: AdamConfig,
+) -> Result<(Option<(D, Adam)>, Value)> {
+    if !exists {
+        return Ok((None, json!({})));
+    }
+    let kw = kwargs();
+    let mut d = init(&kw)?;
+    to_device(&mut d, device, true);
+    Params::set_training(&mut d, true);
+    Ok((Some((d, Adam::new(adam))), kw))
+}
+
+/// Trains as `scripts/train.py` does with these flags, silently and to the end. Returns when
+/// the run ends.
+pub fn train(args: TrainArgs) -> Result<TrainSummary> {
+    train_with(args, &Quiet, &StopSignal::new())
+}
+
+/// [`train`] with its progress, loss printout and warnings sent to `reporter`, ending early
+/// (after saving the current iteration) when `stop` is requested.
+pub fn train_with(
+    args: TrainArgs,
+    reporter: &dyn Reporter,
+    stop: &StopSignal,
+) -> Result<TrainSummary> {
+    let mut run = Run::setup(args, reporter)?;
+    run.epochs(stop)?;
+    Ok(run.finish())
+}
+
+/// Everything a run holds between iterations.
+struct Run<'a> {
+    args: TrainArgs,
+    reporter: &'a dyn Reporter,
+    device: Device,
+    losses_cfg: LossConfig,
+    nets: Nets,
+    /// Graphs are checked against the generator's own vocabulary (it may come from a checkpoint).
+    model_vocab: Vocab,
+    /// `model_kwargs`, `d_obj_kwargs`, `d_img_kwargs`.
+    kwargs: (Value, Value, Value),
+    ck: Checkpoint,
+    /// The seed of every stream: `--seed`, or the restored checkpoint's.
+    seed: u64,
+    train_loader: Loader,
+    check_train_loader: Loader,
+    check_val_loader: Loader,
+    /// The batch at which the restored, interrupted epoch continues (sg2im-rs: exact resume).
+    resume_at: Option<usize>,
+    sinks: Sinks,
+    output_dir: PathBuf,
+    summary: TrainSummary,
+    started: Instant,
+    /// The iteration the state on disk belongs to (the restored one, or the last checkpoint).
+    saved_t: Option<u64>,
+}
+
+impl<'a> Run<'a> {
+    /// §18.2: flags, datasets, networks, restore (§18.7), loaders, metric sinks.
+    fn setup(args: TrainArgs, reporter: &'a dyn Reporter) -> Result<Self> {
+        // Step 1.
+        reporter.info(&args.to_json().to_string());
+        args.check_args()?;
+        let output_dir = PathBuf::from(&args.output_dir);
+        std::fs::create_dir_all(&output_dir).map_err(|e| Error::io(&output_dir, e))?;
+        let device = args.device.device()?.autodiff();
+        let losses_cfg = LossConfig::from_args(&args)?;
+
+        // Step 2: datasets.
+        let datasets = build_datasets(&args, reporter)?;
+        for line in &datasets.info {
+            reporter.info(line);
+        }
+        if datasets.train.is_empty() || datasets.val.is_empty() {
+            return Err(Error::invalid(format!(
+                "--dataset {}: the {} set is empty",
+                args.dataset,
+                if datasets.train.is_empty() {
+                    "training"
+                } else {
+                    "validation"
+                }
+            )));
+        }
+
+        // Steps 3–6: the generator (from a checkpoint or the flags), the discriminators, optimizers.
+        if let Some(path) = &args.checkpoint_start_from {
+            reporter.info(&format!("Starting the generator from {}", path.display()));
+        }
+        let built = build_nets(&args, &datasets.vocab, &device)?;
+        for w in &built.warnings {
+            reporter.warn(&format!("WARNING: {w}"));
+        }
+        let mut nets = built.nets;
+        let model_vocab = nets.generator.config.vocab.clone();
+        let kwargs = (built.model_kwargs, built.d_obj_kwargs, built.d_img_kwargs);
+
+        // Step 8: restore (§18.7) or a fresh checkpoint dictionary.
+        let (with_path, _) = checkpoint_paths(&output_dir, &args.checkpoint_name);
+        let restored = args.restore_from_checkpoint && with_path.exists();
+        let (ck, seed) = if restored {
+            reporter.info(&format!(
+                "Restoring from checkpoint: {}",
+                with_path.display()
+            ));
+            let ck = restore(&with_path, &mut nets, &args, &device)?;
+            if ck.seed != args.seed {
+                reporter.info(&format!(
+                    "Continuing the random streams of the checkpoint (seed {}, not --seed {})",
+                    ck.seed, args.seed
+                ));
+            }
+            let seed = ck.seed;
+            (ck, seed)
+        } else {
+            let ck = Checkpoint {
+                args: args.to_json(),
+                vocab: datasets.vocab.clone(),
+                model_kwargs: kwargs.0.clone(),
+                d_obj_kwargs: kwargs.1.clone(),
+                d_img_kwargs: kwargs.2.clone(),
+                history: History::default(),
+                counters: Counters::default(),
+                seed: args.seed,
+                train_samples: Vec::new(),
+                val_samples: Vec::new(),
+                train_batch_data: Vec::new(),
+                val_batch_data: Vec::new(),
+                weights: None,
+            };
+            (ck, args.seed)
+        };
+
+        let loader = |dataset: &Arc<dyn crate::data::SceneGraphDataset>, shuffle, tag| {
+            Loader::new(
+                dataset.clone(),
+                args.batch_size,
+                shuffle,
+                args.loader_num_workers,
+                seed,
+                tag,
+            )
+        };
+        let train_loader = loader(&datasets.train, true, "train");
+        let check_train_loader = loader(&datasets.train, true, "check-train");
+        let check_val_loader = loader(&datasets.val, args.shuffle_val, "check-val");
+        let num_batches = train_loader.num_batches();
+        reporter.info(&format!("There are {num_batches} iterations per epoch"));
+
+        // Where the interrupted epoch continues (sg2im-rs: exact resume).
+        let same_batching =
+            ck.args.get("batch_size").and_then(Value::as_u64) == Some(args.batch_size as u64);
+        let resume_at = (restored
+            && ck.counters.epoch > 0
+            && ck.counters.epoch_batches_done < num_batches
+            && same_batching)
+            .then_some(ck.counters.epoch_batches_done);
+        if restored && !same_batching {
+            reporter
+                .warn("WARNING: --batch_size differs from the checkpoint's; starting a new epoch");
+        }
+
+        let mut sinks = Sinks::default();
+        let metrics_path = args
+            .metrics_jsonl
+            .clone()
+            .unwrap_or_else(|| output_dir.join("metrics.jsonl"));
+        sinks.jsonl = Some(MetricsJsonl::open(&metrics_path)?);
+        if args.tensorboard {
+            sinks.tensorboard = Some(EventWriter::create(&output_dir.join("tensorboard"))?);
+        }
+
+        let summary = TrainSummary {
+            t: ck.counters.t,
+            epoch: ck.counters.epoch,
+            checkpoints: Vec::new(),
+            bad_items: 0,
+            nonfinite_skips: 0,
+            output_dir: output_dir.clone(),
+            checkpoint_path: with_path,
+            elapsed: Duration::ZERO,
+            stopped_by: None,
+        };
+        Ok(Run {
+            saved_t: restored.then_some(ck.counters.t),
+            args,
+            reporter,
+            device,
+            losses_cfg,
+            nets,
+            model_vocab,
+            kwargs,
+            ck,
+            seed,
+            train_loader,
+            check_train_loader,
+            check_val_loader,
+            resume_at,
+            sinks,
+            output_dir,
+            summary,
+            started: Instant::now(),
+        })
+    }
+
+    fn warn(&self, line: impl AsRef<str>) {
+        self.reporter.warn(&format!("WARNING: {}", line.as_ref()));
+    }
+
+    /// The progress bar's length: `--num_iterations`, or further when the run finishes an
+    /// epoch past it.
+    fn progress(&self, message: &str) {
+        let t = self.ck.counters.t;
+        self.reporter
+            .progress(t, self.args.num_iterations.max(t), message);
+    }
+
+    /// Whether the iteration limit is reached (checked at epoch start, and after every
+    /// iteration unless `--finish_epoch 1`).
+    fn done(&self) -> bool {
+        self.ck.counters.t >= self.args.num_iterations
+    }
+
+    /// §18.3: epochs of iterations until the limit or a stop request; then the final checkpoint.
+    fn epochs(&mut self, stop: &StopSignal) -> Result<()> {
+        self.progress("");
+        'epochs: while !self.done() && stop.requested().is_none() {
+            let start_batch = match self.resume_at.take() {
+                Some(b) => b,
+                None => {
+                    self.ck.counters.epoch += 1;
+                    self.ck.counters.epoch_batches_done = 0;
+                    0
+                }
+            };
+            self.reporter
+                .info(&format!("Starting epoch {}", self.ck.counters.epoch));
+            let mut epoch_iter = self.train_loader.epoch(self.ck.counters.epoch, start_batch);
+            loop {
+                let wait = Instant::now();
+                let Some(lb) = epoch_iter.next() else { break };
+                self.iteration(lb, wait.elapsed())?;
+                if (!self.args.finish_epoch && self.done()) || stop.requested().is_some() {
+                    break 'epochs;
+                }
+            }
+        }
+        self.summary.stopped_by = stop.requested();
+        if self.saved_t != Some(self.ck.counters.t) && self.ck.counters.t > 0 {
+            self.checkpoint(true)?;
+        }
+        Ok(())
+    }
+
+    /// One batch: §18.3 (eval-mode switch, the three steps), printing every `--print_every`,
+    /// a checkpoint every `--checkpoint_every` iterations.
+    fn iteration(&mut self, lb: LoadedBatch, data_wait: Duration) -> Result<()> {
+        let args = &self.args;
+        self.ck.counters.epoch_batches_done = lb.index + 1;
+        for e in &lb.errors {
+            self.warn(format!("skipping a training item that failed to load: {e}"));
+        }
+        self.summary.bad_items += lb.errors.len();
+        if lb.batch.num_images == 0 {
+            self.warn(format!(
+                "batch {} of epoch {} has no loadable item; skipped",
+                lb.index, self.ck.counters.epoch
+            ));
+            return Ok(());
+        }
+        // §18.3: the eval-mode switch happens before t is incremented.
+        if self.ck.counters.t as i64 == args.eval_mode_after {
+            self.reporter.info("switching to eval mode");
+            self.nets.generator.set_training(false);
+            self.nets.optim_g = Adam::new(AdamConfig::with_lr(args.learning_rate));
+        }
+        self.ck.counters.t += 1;
+        let t = self.ck.counters.t;
+        let batch = DeviceBatch::new(&lb.batch, &self.model_vocab, &self.device)?;
+        let z = self.nets.generator.config.layout_noise_dim;
+        let noise = (z > 0).then(|| {
+            let mut rng = TrainRng::derived(self.seed, "noise", &[t]);
+            self.nets
+                .generator
+                .sample_noise(batch.num_images, &mut rng, &self.device)
+        });
+        let result = train_iteration(&mut self.nets, &batch, noise, &self.losses_cfg);
+        drop(batch);
+        if result.skipped {
+            self.progress("");
+            self.warn(format!(
+                "Got loss = {}, not backpropping (t = {t})",
+                result.g.total_loss
+            ));
+            self.summary.nonfinite_skips += 1;
+            return Ok(());
+        }
+        self.progress(&format!("loss {}", fmt4(result.g.total_loss as f64)));
+        if self.args.timing {
+            self.print_timing(&result.times, data_wait);
+        }
+        if t.is_multiple_of(self.args.print_every) {
+            self.log_losses(&result, data_wait)?;
+        }
+        if t.is_multiple_of(self.args.checkpoint_every) {
+            self.checkpoint(false)?;
+        }
+        Ok(())
+    }
+
+    fn print_timing(&self, t: &StepTimes, data: Duration) {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        for (what, d) in [
+            ("data", data),
+            ("forward", t.forward),
+            ("loss", t.losses),
+            ("backward", t.backward),
+            ("d_obj", t.d_obj),
+            ("d_img", t.d_img),
+        ] {
+            self.reporter.info(&format!("{what}: {:.2} ms", ms(d)));
+        }
+    }
+
+    /// The original's loss printout, the histories, and the `train` metrics record.
+    fn log_losses(&mut self, r: &IterationResult, data_wait: Duration) -> Result<()> {
+        let t = self.ck.counters.t;
+        self.reporter
+            .info(&format!("t = {t} / {}", self.args.num_iterations));
+        let history = &mut self.ck.history;
+        let mut scalars = Vec::new();
+        let mut groups = Vec::new();
+        for (label, named) in [
+            ("G", Some(r.g.named())),
+            ("D_obj", r.d_obj.as_ref().map(|d| d.named())),
+            ("D_img", r.d_img.as_ref().map(|d| d.named())),
+        ] {
+            let store = if label == "G" {
+                &mut history.losses
+            } else {
+                &mut history.d_losses
+            };
+            let mut values = serde_json::Map::new();
+            for (name, v) in named.unwrap_or_default() {
+                self.reporter
+                    .info(&format!(" {label} [{name}]: {}", fmt4(v as f64)));
+                store.entry(name.to_string()).or_default().push(v as f64);
+                values.insert(name.into(), json!(v));
+                scalars.push((format!("{label}/{name}"), v));
+            }
+            groups.push(Value::Object(values));
+        }
+        history.losses_ts.push(t);
+        let secs = r.times.total().as_secs_f64();
+        scalars.push(("time/iteration_s".into(), secs as f32));
+        self.sinks.scalars(t, &scalars)?;
+        let [g, d_obj, d_img] = <[Value; 3]>::try_from(groups).unwrap_or_default();
+        self.sinks.record(&json!({
+            "kind": "train",
+            "t": t,
+            "epoch": self.ck.counters.epoch,
+            "G": g,
+            "D_obj": d_obj,
+            "D_img": d_img,
+            "time_s": {
+                "iteration": secs,
+                "data_wait": data_wait.as_secs_f64(),
+                "forward": r.times.forward.as_secs_f64(),
+                "losses": r.times.losses.as_secs_f64(),
+                "backward": r.times.backward.as_secs_f64(),
+                "d_obj": r.times.d_obj.as_secs_f64(),
+                "d_img": r.times.d_img.as_secs_f64(),
+            },
+        }))
+    }
+
+    /// `check_model` of one split at the current iteration, its bad items reported.
+    fn check(&mut self, split: &str) -> Result<CheckResult> {
+        let t = self.ck.counters.t;
+        let noise_seed = derive_seed(self.ck.seed, &format!("check/{split}"), &[t]);
+        let loader = match split {
+            "train" => &self.check_train_loader,
+            _ => &self.check_val_loader,
+        };
+        let r = check_model(
+            &mut self.nets.generator,
+            loader,
+            t,
+            self.args.num_val_samples,
+            &self.losses_cfg,
+            &self.model_vocab,
+            &self.device,
+            noise_seed,
+        )?;
         for e in &r.bad_items {
-            console.warn(format!(
+            self.warn(format!(
                 "check_model ({split}): skipping an item that failed to load: {e}"
             ));
         }
         Ok(r)
-    };
-    console.println("checking on train");
-    let tr = check(&mut nets.generator, train_loader, "train")?;
-    ck.train_batch_data.push(tr.batch_data.clone());
-    ck.train_samples.push(tr.samples.clone());
-    ck.history.checkpoint_ts.push(t);
-    ck.history.train_iou.push(tr.avg_iou);
-    console.println("checking on val");
-    let va = check(&mut nets.generator, val_loader, "val")?;
-    ck.val_samples.push(va.samples.clone());
-    ck.val_batch_data.push(va.batch_data.clone());
-    ck.history.val_iou.push(va.avg_iou);
-    console.println(format!("train iou:  {}", tr.avg_iou));
-    console.println(format!("val iou:  {}", va.avg_iou));
-    for (k, v) in &va.mean_losses {
-        ck.history.val_losses.entry(k.clone()).or_default().push(*v);
     }
 
-    // Machine-readable records and sample images.
-    let mut scalars = vec![
-        ("iou/train".to_string(), tr.avg_iou as f32),
-        ("iou/val".to_string(), va.avg_iou as f32),
-    ];
-    for (k, v) in &va.mean_losses {
-        scalars.push((format!("val/{k}"), *v as f32));
-    }
-    for (k, v) in &tr.mean_losses {
-        scalars.push((format!("train_check/{k}"), *v as f32));
-    }
-    sinks.scalars(t, &scalars)?;
-    for (split, r) in [("train", &tr), ("val", &va)] {
-        if let Some((rgb, h, w)) = samples_grid(&r.samples, 8) {
-            sinks.image(t, &format!("samples/{split}"), &rgb, h, w)?;
-            if args.save_sample_images {
-                let dir = output_dir.join("samples");
-                std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-                crate::imagenet::save_png_rgb(
-                    dir.join(format!("{split}_t{t:08}.png")),
-                    &rgb,
-                    h,
-                    w,
-                )?;
+    /// §18.6: check_model on both splits, histories, samples and metrics, then both files.
+    /// `last`: the run's final, possibly off-schedule checkpoint, which stores the generator
+    /// as it was before the checks (see the module documentation).
+    fn checkpoint(&mut self, last: bool) -> Result<()> {
+        let t = self.ck.counters.t;
+        let generator_before = last.then(|| net_state(&self.nets.generator, self.kwargs.0.clone()));
+        self.reporter.info("checking on train");
+        let tr = self.check("train")?;
+        let ck = &mut self.ck;
+        ck.train_batch_data.push(tr.batch_data.clone());
+        ck.train_samples.push(tr.samples.clone());
+        ck.history.checkpoint_ts.push(t);
+        ck.history.train_iou.push(tr.avg_iou);
+        self.reporter.info("checking on val");
+        let va = self.check("val")?;
+        let ck = &mut self.ck;
+        ck.val_samples.push(va.samples.clone());
+        ck.val_batch_data.push(va.batch_data.clone());
+        ck.history.val_iou.push(va.avg_iou);
+        self.reporter.info(&format!("train iou:  {}", tr.avg_iou));
+        self.reporter.info(&format!("val iou:  {}", va.avg_iou));
+        for (k, v) in &va.mean_losses {
+            ck.history.val_losses.entry(k.clone()).or_default().push(*v);
+        }
+
+        // Machine-readable records and sample images.
+        let mut scalars = vec![
+            ("iou/train".to_string(), tr.avg_iou as f32),
+            ("iou/val".to_string(), va.avg_iou as f32),
+        ];
+        for (k, v) in &va.mean_losses {
+            scalars.push((format!("val/{k}"), *v as f32));
+        }
+        for (k, v) in &tr.mean_losses {
+            scalars.push((format!("train_check/{k}"), *v as f32));
+        }
+        self.sinks.scalars(t, &scalars)?;
+        for (split, r) in [("train", &tr), ("val", &va)] {
+            if let Some((rgb, h, w)) = samples_grid(&r.samples, 8) {
+                self.sinks
+                    .image(t, &format!("samples/{split}"), &rgb, h, w)?;
+                if self.args.save_sample_images {
+                    let dir = self.output_dir.join("samples");
+                    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+                    crate::imagenet::save_png_rgb(
+                        dir.join(format!("{split}_t{t:08}.png")),
+                        &rgb,
+                        h,
+                        w,
+                    )?;
+                }
             }
         }
-    }
-    sinks.record(&json!({
-        "kind": "checkpoint",
-        "t": t,
-        "epoch": ck.counters.epoch,
-        "train_iou": tr.avg_iou,
-        "val_iou": va.avg_iou,
-        "train_losses": tr.mean_losses,
-        "val_losses": va.mean_losses,
-    }))?;
+        self.sinks.record(&json!({
+            "kind": "checkpoint",
+            "t": t,
+            "epoch": self.ck.counters.epoch,
+            "train_iou": tr.avg_iou,
+            "val_iou": va.avg_iou,
+            "train_losses": tr.mean_losses,
+            "val_losses": va.mean_losses,
+        }))?;
 
-    // The weights at this point, then both files.
-    let (model_kwargs, d_obj_kw, d_img_kw) = kwargs;
-    ck.weights = Some(Weights {
-        generator: NetWithOptim {
-            net: net_state(&nets.generator, model_kwargs.clone()),
-            optim: optim_state(&nets.optim_g),
-        },
-        d_obj: nets.d_obj.as_ref().map(|(d, opt)| NetWithOptim {
-            net: net_state(d, d_obj_kw.clone()),
-            optim: optim_state(opt),
-        }),
-        d_img: nets.d_img.as_ref().map(|(d, opt)| NetWithOptim {
-            net: net_state(d, d_img_kw.clone()),
-            optim: optim_state(opt),
-        }),
-    });
-    let (with_path, _) = checkpoint_paths(output_dir, &args.checkpoint_name);
-    console.println(format!("Saving checkpoint to  {}", with_path.display()));
-    ck.save(output_dir, &args.checkpoint_name)?;
-    ck.weights = None;
-    console.println("Done.");
-    Ok(())
+        // The weights at this point, then both files.
+        let nets = &self.nets;
+        let (model_kwargs, d_obj_kw, d_img_kw) = &self.kwargs;
+        self.ck.weights = Some(Weights {
+            generator: NetWithOptim {
+                net: generator_before
+                    .unwrap_or_else(|| net_state(&nets.generator, model_kwargs.clone())),
+                optim: optim_state(&nets.optim_g),
+            },
+            d_obj: nets.d_obj.as_ref().map(|(d, opt)| NetWithOptim {
+                net: net_state(d, d_obj_kw.clone()),
+                optim: optim_state(opt),
+            }),
+            d_img: nets.d_img.as_ref().map(|(d, opt)| NetWithOptim {
+                net: net_state(d, d_img_kw.clone()),
+                optim: optim_state(opt),
+            }),
+        });
+        self.reporter.info(&format!(
+            "Saving checkpoint to  {}",
+            self.summary.checkpoint_path.display()
+        ));
+        self.ck.save(&self.output_dir, &self.args.checkpoint_name)?;
+        self.ck.weights = None;
+        self.reporter.info("Done.");
+        self.saved_t = Some(t);
+        self.summary.checkpoints.push(t);
+        Ok(())
+    }
+
+    fn finish(mut self) -> TrainSummary {
+        self.reporter.finish();
+        self.summary.t = self.ck.counters.t;
+        self.summary.epoch = self.ck.counters.epoch;
+        self.summary.elapsed = self.started.elapsed();
+        if self.summary.bad_items > 0 {
+            self.warn(format!(
+                "{} training items failed to load and were skipped",
+                self.summary.bad_items
+            ));
+        }
+        self.summary
+    }
+}
+
+/// §18.7: the networks and optimizers of the checkpoint at `path` into `nets`; the generator's
+/// mode as the iteration counter asks. Returns the checkpoint without its weights.
+fn restore(
+    path: &std::path::Path,
+    nets: &mut Nets,
+    args: &TrainArgs,
+    device: &Device,
+) -> Result<Checkpoint> {
+    let mut ck = Checkpoint::load(path)?;
+    let what = path.display().to_string();
+    let w = ck
+        .weights
+        .take()
+        .ok_or_else(|| Error::invalid(format!("{what}: no weights")))?;
+    nets.optim_g = restore_net(
+        &mut nets.generator,
+        Some(&w.generator),
+        device,
+        &format!("{what}: generator"),
+    )?;
+    if let Some((d, opt)) = nets.d_obj.as_mut() {
+        *opt = restore_net(
+            d,
+            w.d_obj.as_ref(),
+            device,
+            &format!("{what}: object discriminator"),
+        )?;
+    }
+    if let Some((d, opt)) = nets.d_img.as_mut() {
+        *opt = restore_net(
+            d,
+            w.d_img.as_ref(),
+            device,
+            &format!("{what}: image discriminator"),
+        )?;
+    }
+    let t = ck.counters.t as i64;
+    nets.generator
+        .set_training(!(0 <= args.eval_mode_after && args.eval_mode_after <= t));
+    Ok(ck)
 }

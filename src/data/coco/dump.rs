@@ -3,6 +3,7 @@
 
 use super::CocoSceneGraphDataset;
 use crate::data::SceneGraphDataset;
+use crate::report::Reporter;
 use crate::{Error, Result};
 use safetensors::Dtype;
 use safetensors::tensor::TensorView;
@@ -15,12 +16,14 @@ use std::path::Path;
 /// `seed = 5000` for their first configuration).
 ///
 /// Images are decoded on `workers` threads. Items whose image cannot be used are left out and
-/// listed on stderr; the call fails if any was. The file is written atomically.
+/// reported to `reporter`, one warning each; the call fails if any was. The file is written
+/// atomically.
 pub fn dump_coco(
     ds: &CocoSceneGraphDataset,
     output: &Path,
     seed: u64,
     workers: usize,
+    reporter: &dyn Reporter,
 ) -> Result<usize> {
     let n = ds.len();
     let workers = workers.clamp(1, n.max(1));
@@ -59,7 +62,7 @@ pub fn dump_coco(
         let sample = match r.expect("every index was processed") {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("skipped item {idx}: {e}");
+                reporter.warn(&format!("skipped item {idx}: {e}"));
                 failed.push(idx);
                 continue;
             }

@@ -2,7 +2,7 @@
 //! centres, the predicate of an ordered pair, and the random relationship draws.
 
 use crate::data::rle::Rle;
-use crate::pyrandom::PyRandom;
+use crate::rng::PyRandom;
 
 /// Predicate indices of the fixed COCO predicate vocabulary (§15.3 step 8).
 pub const PRED_IN_IMAGE: i64 = 0;

@@ -30,7 +30,7 @@ pub use geometry::{
 use crate::data::image;
 use crate::data::rle::Segmentation;
 use crate::data::{Sample, SceneGraphDataset};
-use crate::pyrandom::PyRandom;
+use crate::rng::PyRandom;
 use crate::vocab::{IMAGE_OBJECT, Vocab};
 use crate::{Error, Result};
 use indexmap::IndexMap;
@@ -175,6 +175,8 @@ pub struct CocoSceneGraphDataset {
     image_failures: AtomicUsize,
     empty_crops: AtomicUsize,
     cache_write_failed: std::sync::Once,
+    /// What the constructor found worth telling the user (see [`Self::warnings`]).
+    warnings: Vec<String>,
 }
 
 fn read_file(path: &Path, what: &str, flag: &str) -> Result<Vec<u8>> {
@@ -307,9 +309,10 @@ impl CocoSceneGraphDataset {
     /// Reads the annotation files and applies every filter of §15.3.
     pub fn new(cfg: CocoConfig) -> Result<Self> {
         let stuff_path = cfg.stuff_json.clone().filter(|p| !p.as_os_str().is_empty());
+        let mut warnings = Vec::new();
         if cfg.stuff_only && stuff_path.is_none() {
-            eprintln!("WARNING: Got stuff_only=True but stuff_json=None.");
-            eprintln!("Will ignore stuff_only.");
+            warnings.push("WARNING: Got stuff_only=True but stuff_json=None.".to_string());
+            warnings.push("Will ignore stuff_only.".to_string());
         }
         if !cfg.image_dir.is_dir() {
             return Err(Error::invalid(format!(
@@ -341,7 +344,13 @@ impl CocoSceneGraphDataset {
         });
         let mut inst = inst?;
         let mut stuff = stuff?;
-        Self::build(cfg, stuff_path.as_deref(), &mut inst, stuff.as_mut())
+        Self::build(
+            cfg,
+            stuff_path.as_deref(),
+            &mut inst,
+            stuff.as_mut(),
+            warnings,
+        )
     }
 
     fn build<'a>(
@@ -349,6 +358,7 @@ impl CocoSceneGraphDataset {
         stuff_path: Option<&Path>,
         inst: &mut RawFile<'a>,
         stuff: Option<&mut RawFile<'a>>,
+        mut warnings: Vec<String>,
     ) -> Result<Self> {
         let inst_path = cfg.instances_json.as_path();
         let missing = |path: &Path, key: &str| {
@@ -433,9 +443,9 @@ impl CocoSceneGraphDataset {
             .flatten()
         {
             if !known.contains(name.as_str()) {
-                eprintln!(
+                warnings.push(format!(
                     "warning: whitelisted category {name:?} is not a category of the dataset"
-                );
+                ));
             }
         }
         let mut whitelist: HashSet<&str> = HashSet::new();
@@ -569,7 +579,15 @@ impl CocoSceneGraphDataset {
             image_failures: AtomicUsize::new(0),
             empty_crops: AtomicUsize::new(0),
             cache_write_failed: std::sync::Once::new(),
+            warnings,
         })
+    }
+
+    /// Lines the original printed while reading the files (`stuff_only` without stuff
+    /// annotations) and whitelisted names that are not categories; the caller shows them
+    /// (the CLI on stderr).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     pub fn config(&self) -> &CocoConfig {

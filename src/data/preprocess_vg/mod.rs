@@ -108,6 +108,9 @@ pub struct PreprocessSummary {
     /// Distinct kept object ids.
     pub object_instances: usize,
     pub h5_paths: Vec<PathBuf>,
+    /// Notes and warnings for the user (the CLI prints them on stderr): the built-in split
+    /// list was used, split image ids missing from the image data.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -457,14 +460,141 @@ fn uses_builtin_splits(cfg: &PreprocessVgConfig) -> bool {
 /// each atomically.
 pub fn preprocess_vg(cfg: &PreprocessVgConfig, log: &mut dyn Write) -> Result<PreprocessSummary> {
     check_config(cfg)?;
+    let mut warnings = Vec::new();
+    let Splits {
+        images,
+        mut summaries,
+        kept: kept_splits,
+    } = load_splits(cfg, log, &mut warnings)?;
+    let train_ids: FastSet<i64> = kept_splits
+        .get(&cfg.train_split)
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "--train_split \"{}\" is not a split of {} (it has: {})",
+                cfg.train_split,
+                cfg.splits_json.display(),
+                kept_splits.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })?
+        .iter()
+        .copied()
+        .collect();
+    let split_ids: FastSet<i64> = kept_splits.values().flatten().copied().collect();
+    let sets = SplitSets {
+        train: &train_ids,
+        any: &split_ids,
+    };
 
-    // Splits (file key order) and the image records of split ids.
-    let splits_text = if uses_builtin_splits(cfg) {
-        if cfg.progress {
-            eprintln!(
-                "{DEFAULT_SPLITS_JSON} not found: using the built-in copy of the original's vg_splits.json"
-            );
+    let obj_aliases = load_aliases(&cfg.object_aliases, log)?;
+    let rel_aliases = load_aliases(&cfg.relationship_aliases, log)?;
+    let (mut store, object_names, object_vocab) = read_objects(cfg, log, sets, &obj_aliases)?;
+    // Object filter (printed after the attribute vocabulary, as in the original).
+    let (kept, too_small) = filter_objects(&mut store, &object_vocab, &object_names);
+    drop(object_names);
+
+    // Attributes and relationships only depend on the kept objects: stream both files at once
+    // (two threads), print the original's messages in its order afterwards.
+    say(
+        log,
+        format!(
+            "Loading attributes from \"{}\"",
+            cfg.attributes_json.display()
+        ),
+    )?;
+    let (attributes, relationships) = std::thread::scope(|scope| {
+        let rels = scope.spawn(|| read_relationships(cfg, sets, &kept, &rel_aliases));
+        let attrs = read_attributes(cfg, sets, &kept);
+        let rels = rels
+            .join()
+            .unwrap_or_else(|_| Err(Error::invalid("relationship reader thread panicked")));
+        (attrs, rels)
+    });
+    let attributes = attributes?;
+    let relationships = relationships?;
+    let attribute_vocab = attribute_vocab(cfg, log, &attributes, train_ids.len())?;
+    let attribute_index = attribute_vocab.index_of_symbols(&attributes.names);
+    say(
+        log,
+        format!(
+            "Skipped {too_small} objects with size < {}",
+            cfg.min_object_size
+        ),
+    )?;
+    say(
+        log,
+        format!("After filtering there are {} object instances", kept.len()),
+    )?;
+    let pred_vocab = predicate_vocab(cfg, log, &relationships)?;
+    let pred_index = pred_vocab.index_of_symbols(&relationships.predicates);
+
+    // Encoding.
+    say(log, "Encoding objects and relationships ...")?;
+    let encoder = Encoder {
+        cfg,
+        store: &store,
+        kept: &kept,
+        relationships: &relationships.records,
+        relationships_by_image: &relationships.by_image,
+        pred_index: &pred_index,
+        attribute_records: &attributes.records,
+        attributes_by_image: &attributes.by_image,
+        attribute_arena: &attributes.arena,
+        attribute_index: &attribute_index,
+    };
+    let mut arrays = Vec::new();
+    for (k, (name, ids)) in kept_splits.iter().enumerate() {
+        let (a, stats) = encoder.encode_split(name, ids, &images)?;
+        say(log, format!("Skip stats for split \"{name}\""))?;
+        for (stat, count) in &stats {
+            say(log, format!("{stat} {count}"))?;
         }
+        say(log, "")?;
+        let s = &mut summaries[k];
+        s.num_images = a.image_ids.len();
+        s.num_objects = a.object_attributes.len() / cfg.max_attributes_per_image as usize;
+        s.num_relationships = a.relationships_per_image.iter().map(|&r| r as usize).sum();
+        s.skip_stats = stats;
+        arrays.push(a);
+    }
+    drop(store);
+    drop(relationships);
+    drop(attributes);
+
+    let vocab_json = vocab_json(&object_vocab, &attribute_vocab, &pred_vocab);
+    write_outputs(cfg, log, &arrays, &vocab_json)?;
+    Ok(PreprocessSummary {
+        h5_paths: arrays
+            .iter()
+            .map(|a| cfg.output_h5_dir.join(format!("{}.h5", a.name)))
+            .collect(),
+        splits: summaries,
+        warnings,
+        num_object_categories: object_vocab.idx_to_name.len(),
+        num_attribute_categories: attribute_vocab.idx_to_name.len(),
+        num_predicates: pred_vocab.idx_to_name.len(),
+        objects_too_small: too_small,
+        object_instances: kept.len(),
+    })
+}
+
+/// The splits (file key order) with the image records of their ids, small and unknown images
+/// removed.
+struct Splits {
+    images: FastMap<i64, ImageRecord>,
+    summaries: Vec<SplitSummary>,
+    /// Split name → kept image ids.
+    kept: IndexMap<String, Vec<i64>>,
+}
+
+fn load_splits(
+    cfg: &PreprocessVgConfig,
+    log: &mut dyn Write,
+    warnings: &mut Vec<String>,
+) -> Result<Splits> {
+    let splits_text = if uses_builtin_splits(cfg) {
+        warnings.push(format!(
+            "{DEFAULT_SPLITS_JSON} not found: using the built-in copy of the original's vg_splits.json"
+        ));
         BUILTIN_VG_SPLITS.to_string()
     } else {
         std::fs::read_to_string(&cfg.splits_json).map_err(|e| Error::io(&cfg.splits_json, e))?
@@ -486,7 +616,7 @@ pub fn preprocess_vg(cfg: &PreprocessVgConfig, log: &mut dyn Write) -> Result<Pr
         Ok(())
     })?;
 
-    let mut split_summaries = Vec::new();
+    let mut summaries = Vec::new();
     let mut kept_splits: IndexMap<String, Vec<i64>> = IndexMap::new();
     for (name, ids) in &splits {
         let mut kept = Vec::with_capacity(ids.len());
@@ -507,13 +637,13 @@ pub fn preprocess_vg(cfg: &PreprocessVgConfig, log: &mut dyn Write) -> Result<Pr
             format!("Removed {too_small} images from split \"{name}\" for being too small"),
         )?;
         if missing > 0 {
-            eprintln!(
+            warnings.push(format!(
                 "warning: {missing} image ids of split \"{name}\" in {} are not in {}; they are skipped",
                 cfg.splits_json.display(),
                 cfg.images_json.display()
-            );
+            ));
         }
-        split_summaries.push(SplitSummary {
+        summaries.push(SplitSummary {
             name: name.clone(),
             num_images: 0,
             removed_too_small: too_small,
@@ -524,24 +654,23 @@ pub fn preprocess_vg(cfg: &PreprocessVgConfig, log: &mut dyn Write) -> Result<Pr
         });
         kept_splits.insert(name.clone(), kept);
     }
-    let train_ids: FastSet<i64> = kept_splits
-        .get(&cfg.train_split)
-        .ok_or_else(|| {
-            Error::invalid(format!(
-                "--train_split \"{}\" is not a split of {} (it has: {})",
-                cfg.train_split,
-                cfg.splits_json.display(),
-                kept_splits.keys().cloned().collect::<Vec<_>>().join(", ")
-            ))
-        })?
-        .iter()
-        .copied()
-        .collect();
-    let split_ids: FastSet<i64> = kept_splits.values().flatten().copied().collect();
+    Ok(Splits {
+        images,
+        summaries,
+        kept: kept_splits,
+    })
+}
 
-    let obj_aliases = load_aliases(&cfg.object_aliases, log)?;
-    let rel_aliases = load_aliases(&cfg.relationship_aliases, log)?;
-
+/// Reads the objects of every split image (names aliased) and builds the object vocabulary
+/// from the names of training objects: `__image__`, then names with at least
+/// `--min_object_instances` instances, most common first.
+fn read_objects(
+    cfg: &PreprocessVgConfig,
+    log: &mut dyn Write,
+    sets: SplitSets,
+    obj_aliases: &FastMap<String, String>,
+) -> Result<(ObjectStore, Interner, VocabPart)> {
+    let (train_ids, split_ids) = (sets.train, sets.any);
     // Objects: count names of training objects, keep every split image's objects.
     say(
         log,
@@ -632,11 +761,20 @@ pub fn preprocess_vg(cfg: &PreprocessVgConfig, log: &mut dyn Write) -> Result<Pr
         ),
     )?;
 
-    // Object filter (printed after the attribute vocabulary, as in the original).
-    let name_index = object_vocab.index_of_symbols(&object_names);
+    Ok((store, object_names, object_vocab))
+}
+
+/// Keeps objects with a vocabulary name that are not too small. Returns object id → index in
+/// `store.objects` of its last kept occurrence (its data is what the original's
+/// `object_id_to_obj` holds at the end) and the number of too-small objects; records each
+/// object's final name in `store.final_name` and frees the name lists.
+fn filter_objects(
+    store: &mut ObjectStore,
+    object_vocab: &VocabPart,
+    object_names: &Interner,
+) -> (FastMap<i64, u32>, u64) {
+    let name_index = object_vocab.index_of_symbols(object_names);
     let mut too_small = 0u64;
-    // object id → index in store.objects of its last kept occurrence (its data is what the
-    // original's `object_id_to_obj` holds at the end).
     let mut kept: FastMap<i64, u32> =
         FastMap::with_capacity_and_hasher(store.objects.len(), Default::default());
     let mut final_name = Vec::with_capacity(store.objects.len());
@@ -657,37 +795,20 @@ pub fn preprocess_vg(cfg: &PreprocessVgConfig, log: &mut dyn Write) -> Result<Pr
     }
     store.final_name = final_name;
     store.names = Vec::new();
-    drop(object_names);
+    (kept, too_small)
+}
 
-    // Attributes and relationships only depend on the kept objects: stream both files at once
-    // (two threads), print the original's messages in its order afterwards.
+/// The attribute vocabulary: names with at least `--min_attribute_instances` training
+/// instances, most common first.
+fn attribute_vocab(
+    cfg: &PreprocessVgConfig,
+    log: &mut dyn Write,
+    attributes: &AttributesPass,
+    num_train_images: usize,
+) -> Result<VocabPart> {
     say(
         log,
-        format!(
-            "Loading attributes from \"{}\"",
-            cfg.attributes_json.display()
-        ),
-    )?;
-    let sets = SplitSets {
-        train: &train_ids,
-        any: &split_ids,
-    };
-    let (attributes, relationships) = std::thread::scope(|scope| {
-        let rels = scope.spawn(|| read_relationships(cfg, sets, &kept, &rel_aliases));
-        let attrs = read_attributes(cfg, sets, &kept);
-        let rels = rels
-            .join()
-            .unwrap_or_else(|_| Err(Error::invalid("relationship reader thread panicked")));
-        (attrs, rels)
-    });
-    let attributes = attributes?;
-    let relationships = relationships?;
-    say(
-        log,
-        format!(
-            "Making attribute vocab from {} training images",
-            train_ids.len()
-        ),
+        format!("Making attribute vocab from {num_train_images} training images"),
     )?;
     let attribute_vocab = VocabPart::new(
         attributes
@@ -705,18 +826,16 @@ pub fn preprocess_vg(cfg: &PreprocessVgConfig, log: &mut dyn Write) -> Result<Pr
             cfg.min_attribute_instances
         ),
     )?;
-    let attribute_index = attribute_vocab.index_of_symbols(&attributes.names);
-    say(
-        log,
-        format!(
-            "Skipped {too_small} objects with size < {}",
-            cfg.min_object_size
-        ),
-    )?;
-    say(
-        log,
-        format!("After filtering there are {} object instances", kept.len()),
-    )?;
+    Ok(attribute_vocab)
+}
+
+/// The predicate vocabulary: `__in_image__`, then predicates with at least
+/// `--min_relationship_instances` training instances, in order of first appearance.
+fn predicate_vocab(
+    cfg: &PreprocessVgConfig,
+    log: &mut dyn Write,
+    relationships: &RelationshipsPass,
+) -> Result<VocabPart> {
     say(
         log,
         format!(
@@ -741,48 +860,23 @@ pub fn preprocess_vg(cfg: &PreprocessVgConfig, log: &mut dyn Write) -> Result<Pr
             cfg.min_relationship_instances
         ),
     )?;
-    let pred_index = pred_vocab.index_of_symbols(&relationships.predicates);
+    Ok(pred_vocab)
+}
 
-    // Encoding.
-    say(log, "Encoding objects and relationships ...")?;
-    let encoder = Encoder {
-        cfg,
-        store: &store,
-        kept: &kept,
-        relationships: &relationships.records,
-        relationships_by_image: &relationships.by_image,
-        pred_index: &pred_index,
-        attribute_records: &attributes.records,
-        attributes_by_image: &attributes.by_image,
-        attribute_arena: &attributes.arena,
-        attribute_index: &attribute_index,
-    };
-    let mut arrays = Vec::new();
-    for (k, (name, ids)) in kept_splits.iter().enumerate() {
-        let (a, stats) = encoder.encode_split(name, ids, &images)?;
-        say(log, format!("Skip stats for split \"{name}\""))?;
-        for (stat, count) in &stats {
-            say(log, format!("{stat} {count}"))?;
-        }
-        say(log, "")?;
-        let s = &mut split_summaries[k];
-        s.num_images = a.image_ids.len();
-        s.num_objects = a.object_attributes.len() / cfg.max_attributes_per_image as usize;
-        s.num_relationships = a.relationships_per_image.iter().map(|&r| r as usize).sum();
-        s.skip_stats = stats;
-        arrays.push(a);
-    }
-    drop(store);
-    drop(relationships);
-    drop(attributes);
-
-    // Output: every file to a temporary path first, published only once all were written.
+/// Every split's HDF5 file and the vocabulary: all written to temporary paths first, published
+/// only once all were written.
+fn write_outputs(
+    cfg: &PreprocessVgConfig,
+    log: &mut dyn Write,
+    arrays: &[SplitArrays],
+    vocab_json: &str,
+) -> Result<()> {
     say(log, "Writing HDF5 output files")?;
     std::fs::create_dir_all(&cfg.output_h5_dir).map_err(|e| Error::io(&cfg.output_h5_dir, e))?;
     let out_dir = cfg.output_h5_dir.to_string_lossy().into_owned();
     let mut pending: Vec<(PathBuf, PathBuf)> = Vec::new();
     let result = (|| -> Result<()> {
-        for a in &arrays {
+        for a in arrays {
             let printed = py_join(&out_dir, &format!("{}.h5", a.name));
             let path = cfg.output_h5_dir.join(format!("{}.h5", a.name));
             say(log, format!("Writing file \"{printed}\""))?;
@@ -792,7 +886,6 @@ pub fn preprocess_vg(cfg: &PreprocessVgConfig, log: &mut dyn Write) -> Result<Pr
             say(log, "Writing image paths")?;
             say(log, "")?;
         }
-        let vocab_json = vocab_json(&object_vocab, &attribute_vocab, &pred_vocab);
         say(
             log,
             format!("Writing vocab to \"{}\"", cfg.output_vocab_json.display()),
@@ -811,20 +904,7 @@ pub fn preprocess_vg(cfg: &PreprocessVgConfig, log: &mut dyn Write) -> Result<Pr
     for (tmp, _) in &pending {
         let _ = std::fs::remove_file(tmp);
     }
-    result?;
-
-    Ok(PreprocessSummary {
-        h5_paths: arrays
-            .iter()
-            .map(|a| cfg.output_h5_dir.join(format!("{}.h5", a.name)))
-            .collect(),
-        splits: split_summaries,
-        num_object_categories: object_vocab.idx_to_name.len(),
-        num_attribute_categories: attribute_vocab.idx_to_name.len(),
-        num_predicates: pred_vocab.idx_to_name.len(),
-        objects_too_small: too_small,
-        object_instances: kept.len(),
-    })
+    result
 }
 
 /// Image ids of the training split and of any split (after small-image removal).

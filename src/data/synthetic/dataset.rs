@@ -6,7 +6,7 @@ use super::shapes_vocab;
 use crate::data::coco::geometry::{crop_and_resize_mask, draw_relationships, object_centers};
 use crate::data::{Sample, SceneGraphDataset};
 use crate::imagenet::preprocess_u8_hwc;
-use crate::pyrandom::PyRandom;
+use crate::rng::PyRandom;
 use crate::vocab::{IMAGE_OBJECT, Vocab};
 use crate::{Error, Result};
 

@@ -11,8 +11,9 @@
 //! compared object for object.
 
 use super::json_stream::{ArrayWriter, StreamFile};
-use super::scene::{Category, Scene, SceneConfig, Segmentation, SplitMix64, Stuff};
+use super::scene::{Category, Scene, SceneConfig, Segmentation, Stuff};
 use crate::io::atomic::write_bytes_atomic;
+use crate::rng::SplitMix64;
 use crate::{Error, Result};
 use serde::Serialize;
 use serde_json::json;

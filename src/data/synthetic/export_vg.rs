@@ -10,8 +10,9 @@
 //! `--min_image_size`. The JSON files are streamed, one image at a time.
 
 use super::json_stream::{ArrayWriter, StreamFile};
-use super::scene::{Category, Colour, Scene, SceneConfig, Shape, SplitMix64, Stuff};
+use super::scene::{Category, Colour, Scene, SceneConfig, Shape, Stuff};
 use crate::io::atomic::write_bytes_atomic;
+use crate::rng::SplitMix64;
 use crate::{Error, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};

@@ -13,61 +13,9 @@
 
 use super::raster::{for_each_one_run, trace_polygons};
 use crate::data::rle;
+use crate::rng::SplitMix64;
 use crate::{Error, Result};
 use std::f64::consts::PI;
-
-/// SplitMix64. Fixed here rather than taken from a crate, whose stream may change between
-/// versions and would silently change every generated dataset.
-#[derive(Debug, Clone)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    pub fn new(seed: u64) -> Self {
-        SplitMix64(seed)
-    }
-
-    /// A generator for a tuple of integers (e.g. dataset seed, image index, attempt).
-    pub fn from_parts(parts: &[u64]) -> Self {
-        let mut rng = SplitMix64(0x243F_6A88_85A3_08D3);
-        for &p in parts {
-            let mixed = rng.next_u64() ^ p;
-            rng = SplitMix64(mixed);
-            rng.next_u64();
-        }
-        rng
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, 1)` with 53 random bits.
-    pub fn f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-    }
-
-    pub fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * self.f64()
-    }
-
-    /// Uniform in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: usize) -> usize {
-        ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
-    }
-
-    /// Uniform in `lo..=hi`.
-    pub fn int_in(&mut self, lo: usize, hi: usize) -> usize {
-        lo + self.below(hi - lo + 1)
-    }
-
-    pub fn chance(&mut self, p: f64) -> bool {
-        self.f64() < p
-    }
-}
 
 /// Background region classes, named after the COCO-Stuff classes they imitate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -12,7 +12,7 @@
 //! never a crash.
 
 use crate::data::{Batch, SceneGraphDataset, collate};
-use crate::train::rng::{TrainRng, derive_seed, permutation};
+use crate::rng::{TrainRng, derive_seed, permutation};
 use std::collections::BTreeMap;
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};

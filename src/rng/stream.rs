@@ -1,4 +1,4 @@
-//! Deterministic random streams for training.
+//! Deterministic random streams for training and sampling.
 //!
 //! Nothing in the trainer keeps a long-lived RNG: every random draw (model initialisation, the
 //! layout noise of iteration `t`, the shuffle of epoch `e`, the seed handed to the dataset for
@@ -7,16 +7,8 @@
 //! what the uninterrupted run would have drawn. The generator is our own (xoshiro256++ seeded by
 //! SplitMix64) so the streams stay the same whatever version of `rand` is linked.
 
+use super::splitmix64;
 use rand::RngCore;
-
-/// One SplitMix64 step: the standard seed expander for the xoshiro family.
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
 
 /// Derives a 64-bit seed from the run seed, a purpose tag and counters. Distinct inputs give
 /// unrelated seeds (each word is mixed through SplitMix64, order matters).

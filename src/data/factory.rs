@@ -1,0 +1,557 @@
+//! One way to open a dataset: a [`DatasetKind`], a [`Split`] and typed [`DatasetOptions`] give a
+//! [`SceneGraphDataset`]. `train` fills the options from its flags (`train::data`); commands that
+//! sample or evaluate a trained model fill them from the training arguments stored in its
+//! checkpoint with [`DatasetOptions::from_stored_args`].
+
+use crate::data::SceneGraphDataset;
+use crate::data::coco::{CocoConfig, CocoFlags, CocoSceneGraphDataset};
+use crate::data::synthetic::{ShapesConfig, ShapesDataset};
+use crate::data::vg::{VgConfig, VgSceneGraphDataset};
+use crate::report::Reporter;
+use crate::vocab::Vocab;
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Which data `--dataset` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DatasetKind {
+    Coco,
+    Vg,
+    /// The built-in synthetic scenes (`sg2im::data::synthetic`), generated on the fly.
+    Shapes,
+}
+
+impl std::str::FromStr for DatasetKind {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "coco" => Ok(Self::Coco),
+            "vg" => Ok(Self::Vg),
+            "shapes" => Ok(Self::Shapes),
+            _ => Err(format!("expected coco, vg or shapes, got {s:?}")),
+        }
+    }
+}
+
+impl std::fmt::Display for DatasetKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Coco => "coco",
+            Self::Vg => "vg",
+            Self::Shapes => "shapes",
+        })
+    }
+}
+
+/// Which part of a dataset. The paths of COCO and VG name the split's files; the built-in
+/// `shapes` scenes are generated from a different dataset seed per split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    Train,
+    Val,
+}
+
+/// Dataset seeds of the `shapes` splits. They do not depend on `--seed`, so runs with different
+/// seeds see the same data.
+pub const SHAPES_TRAIN_SEED: u64 = 0;
+pub const SHAPES_VAL_SEED: u64 = 1;
+
+/// COCO-Stuff files and filters (§15.2).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CocoOptions {
+    pub image_dir: PathBuf,
+    pub instances_json: PathBuf,
+    pub stuff_json: Option<PathBuf>,
+    pub stuff_only: bool,
+    pub include_other: bool,
+    pub instance_whitelist: Option<Vec<String>>,
+    pub stuff_whitelist: Option<Vec<String>>,
+    pub image_cache_dir: Option<PathBuf>,
+    /// The flags that set the paths, named in "file not found" errors.
+    pub flags: CocoFlags,
+}
+
+impl Default for CocoOptions {
+    /// The training split with `train.py`'s default flags.
+    fn default() -> Self {
+        let c = CocoConfig::default();
+        CocoOptions {
+            image_dir: c.image_dir,
+            instances_json: c.instances_json,
+            stuff_json: c.stuff_json,
+            stuff_only: c.stuff_only,
+            include_other: c.include_other,
+            instance_whitelist: c.instance_whitelist,
+            stuff_whitelist: c.stuff_whitelist,
+            image_cache_dir: c.image_cache_dir,
+            flags: c.flags,
+        }
+    }
+}
+
+/// Visual Genome files and filters (§16.2).
+#[derive(Debug, Clone, PartialEq)]
+pub struct VgOptions {
+    pub h5_path: PathBuf,
+    pub image_dir: PathBuf,
+    /// Read unless `vocab` is given; named in vocabulary errors either way.
+    pub vocab_json: PathBuf,
+    pub vocab: Option<Vocab>,
+    pub max_objects: usize,
+    pub use_orphaned_objects: bool,
+}
+
+impl Default for VgOptions {
+    fn default() -> Self {
+        let c = VgConfig::default();
+        VgOptions {
+            h5_path: c.h5_path,
+            image_dir: c.image_dir,
+            vocab_json: c.vocab_json,
+            vocab: None,
+            max_objects: c.max_objects,
+            use_orphaned_objects: c.use_orphaned_objects,
+        }
+    }
+}
+
+/// Everything that selects the samples of one split; each kind reads its own fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasetOptions {
+    /// `(H, W)` of the images.
+    pub image_size: (usize, usize),
+    /// Cap on the number of samples (`None`: all).
+    pub max_samples: Option<usize>,
+    pub include_relationships: bool,
+    /// COCO and shapes: `M` of the masks.
+    pub mask_size: usize,
+    /// COCO and shapes: objects must cover more than this fraction of the image.
+    pub min_object_size: f64,
+    /// COCO and shapes.
+    pub min_objects_per_image: usize,
+    pub coco: CocoOptions,
+    pub vg: VgOptions,
+    /// shapes: number of scenes of the split (before `max_samples`).
+    pub shapes_num_images: usize,
+}
+
+impl Default for DatasetOptions {
+    fn default() -> Self {
+        let s = ShapesConfig::default();
+        DatasetOptions {
+            image_size: (64, 64),
+            max_samples: None,
+            include_relationships: true,
+            mask_size: s.mask_size,
+            min_object_size: s.min_object_size,
+            min_objects_per_image: s.min_objects_per_image,
+            coco: CocoOptions::default(),
+            vg: VgOptions::default(),
+            shapes_num_images: s.num_images,
+        }
+    }
+}
+
+/// Opens split `split` of dataset `kind`. Images are ImageNet-normalised, as every consumer of
+/// the original's datasets expects. What the original printed while reading the files goes to
+/// `reporter`.
+pub fn open_dataset(
+    kind: DatasetKind,
+    split: Split,
+    opts: &DatasetOptions,
+    reporter: &dyn Reporter,
+) -> Result<Arc<dyn SceneGraphDataset>> {
+    Ok(match kind {
+        DatasetKind::Coco => {
+            let ds = open_coco(opts)?;
+            for w in ds.warnings() {
+                reporter.warn(w);
+            }
+            Arc::new(ds)
+        }
+        DatasetKind::Vg => Arc::new(open_vg(opts)?),
+        DatasetKind::Shapes => Arc::new(open_shapes(split, opts)?),
+    })
+}
+
+/// COCO-Stuff (§15.2): at most 8 objects per image, as `train.py` builds it. The caller shows
+/// its [`warnings`](CocoSceneGraphDataset::warnings).
+pub fn open_coco(opts: &DatasetOptions) -> Result<CocoSceneGraphDataset> {
+    let c = &opts.coco;
+    CocoSceneGraphDataset::new(CocoConfig {
+        image_dir: c.image_dir.clone(),
+        instances_json: c.instances_json.clone(),
+        stuff_json: c.stuff_json.clone(),
+        stuff_only: c.stuff_only,
+        image_size: opts.image_size,
+        mask_size: opts.mask_size,
+        normalize_images: true,
+        max_samples: opts.max_samples,
+        include_relationships: opts.include_relationships,
+        min_object_size: opts.min_object_size,
+        min_objects_per_image: opts.min_objects_per_image,
+        max_objects_per_image: 8,
+        include_other: c.include_other,
+        instance_whitelist: c.instance_whitelist.clone(),
+        stuff_whitelist: c.stuff_whitelist.clone(),
+        image_cache_dir: c.image_cache_dir.clone(),
+        flags: c.flags.clone(),
+    })
+}
+
+fn open_vg(opts: &DatasetOptions) -> Result<VgSceneGraphDataset> {
+    let v = &opts.vg;
+    let cfg = VgConfig {
+        h5_path: v.h5_path.clone(),
+        vocab_json: v.vocab_json.clone(),
+        image_dir: v.image_dir.clone(),
+        image_size: opts.image_size,
+        normalize_images: true,
+        max_objects: v.max_objects,
+        max_samples: opts.max_samples,
+        include_relationships: opts.include_relationships,
+        use_orphaned_objects: v.use_orphaned_objects,
+    };
+    match &v.vocab {
+        Some(vocab) => VgSceneGraphDataset::with_vocab(cfg, vocab.clone()),
+        None => VgSceneGraphDataset::new(cfg),
+    }
+}
+
+/// The synthetic scenes, filtered like COCO (up to 8 objects, more if the minimum asks).
+fn open_shapes(split: Split, opts: &DatasetOptions) -> Result<ShapesDataset> {
+    let num_images = opts
+        .max_samples
+        .map_or(opts.shapes_num_images, |n| n.min(opts.shapes_num_images));
+    ShapesDataset::new(ShapesConfig {
+        image_size: opts.image_size,
+        mask_size: opts.mask_size,
+        num_images,
+        min_objects_per_image: opts.min_objects_per_image,
+        max_objects_per_image: 8.max(opts.min_objects_per_image),
+        min_object_size: opts.min_object_size,
+        include_relationships: opts.include_relationships,
+        normalize_images: true,
+        seed: match split {
+            Split::Train => SHAPES_TRAIN_SEED,
+            Split::Val => SHAPES_VAL_SEED,
+        },
+    })
+    .map_err(|e| Error::invalid(format!("--dataset shapes: {e}")))
+}
+
+/// The files a command that reads a trained model's data names with its own flags (the
+/// original's `sample_images.py` flags; the flag names appear in errors).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataPaths {
+    pub vg_h5: PathBuf,
+    pub vg_image_dir: PathBuf,
+    pub coco_image_dir: PathBuf,
+    pub instances_json: PathBuf,
+    pub stuff_json: PathBuf,
+}
+
+impl DatasetOptions {
+    /// The validation data of §19.2 (`sample_images.py`) for a model trained with the stored
+    /// arguments `stored` (the checkpoint's `args`, `None` if it has none): images at
+    /// `image_size`, at most `num_samples` of them, relationships always included, the files
+    /// from `paths` (checked to exist), filters from the stored arguments. VG uses the model's
+    /// vocabulary `model_vocab`. `shapes` gives the validation scenes the model was checked on
+    /// (sg2im-rs), with the defaults of a fresh run for a checkpoint without stored arguments.
+    pub fn from_stored_args(
+        kind: DatasetKind,
+        stored: Option<&serde_json::Map<String, Value>>,
+        checkpoint: &Path,
+        paths: &DataPaths,
+        image_size: (usize, usize),
+        num_samples: usize,
+        model_vocab: &Vocab,
+    ) -> Result<Self> {
+        let args = StoredArgs {
+            args: stored,
+            checkpoint,
+            dataset: kind,
+        };
+        let require = |flag: &str, path: &Path, what: &str| -> Result<()> {
+            if path.exists() {
+                Ok(())
+            } else {
+                Err(Error::invalid(format!(
+                    "{flag} {}: no such {what} (set {flag}; --dataset {kind} needs it)",
+                    path.display(),
+                )))
+            }
+        };
+        let base = DatasetOptions {
+            image_size,
+            max_samples: Some(num_samples),
+            include_relationships: true,
+            ..DatasetOptions::default()
+        };
+        Ok(match kind {
+            DatasetKind::Coco => {
+                let image_dir = expand_home(&paths.coco_image_dir);
+                let instances = expand_home(&paths.instances_json);
+                let stuff = expand_home(&paths.stuff_json);
+                require("--instances_json", &instances, "file")?;
+                require("--stuff_json", &stuff, "file")?;
+                require("--coco_image_dir", &image_dir, "directory")?;
+                // Read in the order the original's constructor call names them.
+                let stuff_only = args.bool("coco_stuff_only")?;
+                let mask_size = args.usize("mask_size")?;
+                let min_object_size = args.f64("min_object_size")?;
+                let min_objects_per_image = args.usize("min_objects_per_image")?;
+                DatasetOptions {
+                    mask_size,
+                    min_object_size,
+                    min_objects_per_image,
+                    coco: CocoOptions {
+                        image_dir,
+                        instances_json: instances,
+                        stuff_json: Some(stuff),
+                        stuff_only,
+                        // Absent from old checkpoints: True there (unlike training's default).
+                        include_other: args.or("coco_include_other", true, StoredArgs::bool)?,
+                        instance_whitelist: args.strings("instance_whitelist")?,
+                        stuff_whitelist: args.strings("stuff_whitelist")?,
+                        image_cache_dir: None,
+                        flags: CocoFlags {
+                            image_dir: "--coco_image_dir".into(),
+                            instances_json: "--instances_json".into(),
+                            stuff_json: "--stuff_json".into(),
+                        },
+                    },
+                    ..base
+                }
+            }
+            DatasetKind::Vg => {
+                require("--vg_h5", &paths.vg_h5, "file")?;
+                require("--vg_image_dir", &paths.vg_image_dir, "directory")?;
+                DatasetOptions {
+                    vg: VgOptions {
+                        h5_path: paths.vg_h5.clone(),
+                        image_dir: paths.vg_image_dir.clone(),
+                        // Not read: the vocabulary is the checkpoint's.
+                        vocab_json: checkpoint.to_path_buf(),
+                        vocab: Some(model_vocab.clone()),
+                        max_objects: args.usize("max_objects_per_image")?,
+                        use_orphaned_objects: args.bool("vg_use_orphaned_objects")?,
+                    },
+                    ..base
+                }
+            }
+            DatasetKind::Shapes => {
+                let d = ShapesConfig::default();
+                let min_objects_per_image = args.or(
+                    "min_objects_per_image",
+                    d.min_objects_per_image,
+                    StoredArgs::usize,
+                )?;
+                let shapes_num_images =
+                    args.or("shapes_num_val", SHAPES_NUM_VAL_DEFAULT, StoredArgs::usize)?;
+                DatasetOptions {
+                    mask_size: args.or("mask_size", d.mask_size, StoredArgs::usize)?,
+                    min_object_size: args.or(
+                        "min_object_size",
+                        d.min_object_size,
+                        StoredArgs::f64,
+                    )?,
+                    min_objects_per_image,
+                    shapes_num_images,
+                    ..base
+                }
+            }
+        })
+    }
+}
+
+/// `--shapes_num_val`'s default, for checkpoints stored without it.
+pub const SHAPES_NUM_VAL_DEFAULT: usize = 256;
+
+/// A leading `~/` as the home directory (the original's defaults go through `expanduser`).
+fn expand_home(p: &Path) -> PathBuf {
+    match (p.strip_prefix("~"), std::env::var_os("HOME")) {
+        (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => p.to_path_buf(),
+    }
+}
+
+/// A checkpoint's stored training arguments, read key by key with the name in errors.
+struct StoredArgs<'a> {
+    args: Option<&'a serde_json::Map<String, Value>>,
+    checkpoint: &'a Path,
+    dataset: DatasetKind,
+}
+
+impl StoredArgs<'_> {
+    fn get(&self, key: &str) -> Result<&Value> {
+        let Some(args) = self.args else {
+            return Err(Error::invalid(format!(
+                "{}: no training arguments stored (--dataset {} builds its dataset from them)",
+                self.checkpoint.display(),
+                self.dataset
+            )));
+        };
+        args.get(key).ok_or_else(|| {
+            Error::invalid(format!(
+                "{}: the stored training arguments have no {key:?} (needed by --dataset {})",
+                self.checkpoint.display(),
+                self.dataset
+            ))
+        })
+    }
+
+    fn wrong(&self, key: &str, expected: &str, v: &Value) -> Error {
+        Error::invalid(format!(
+            "{}: stored training argument {key:?} is {v}, expected {expected}",
+            self.checkpoint.display()
+        ))
+    }
+
+    fn usize(&self, key: &str) -> Result<usize> {
+        let v = self.get(key)?;
+        v.as_u64()
+            .map(|x| x as usize)
+            .ok_or_else(|| self.wrong(key, "a non-negative integer", v))
+    }
+
+    fn f64(&self, key: &str) -> Result<f64> {
+        let v = self.get(key)?;
+        v.as_f64().ok_or_else(|| self.wrong(key, "a number", v))
+    }
+
+    fn bool(&self, key: &str) -> Result<bool> {
+        let v = self.get(key)?;
+        match v {
+            Value::Bool(b) => Ok(*b),
+            Value::Number(n) if n.as_i64().is_some() => Ok(n.as_i64() != Some(0)),
+            _ => Err(self.wrong(key, "a boolean", v)),
+        }
+    }
+
+    fn strings(&self, key: &str) -> Result<Option<Vec<String>>> {
+        let v = self.get(key)?;
+        match v {
+            Value::Null => Ok(None),
+            Value::Array(a) => a
+                .iter()
+                .map(|x| {
+                    x.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| self.wrong(key, "a list of strings or None", v))
+                })
+                .collect::<Result<Vec<_>>>()
+                .map(Some),
+            _ => Err(self.wrong(key, "a list of strings or None", v)),
+        }
+    }
+
+    /// `key`, or `default` when the arguments (or the key) are absent.
+    fn or<T>(&self, key: &str, default: T, read: impl Fn(&Self, &str) -> Result<T>) -> Result<T> {
+        match self.args {
+            Some(a) if a.contains_key(key) => read(self, key),
+            _ => Ok(default),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn vocab() -> Vocab {
+        crate::data::synthetic::shapes_vocab()
+    }
+
+    fn paths(dir: &Path) -> DataPaths {
+        DataPaths {
+            vg_h5: dir.join("val.h5"),
+            vg_image_dir: dir.to_path_buf(),
+            coco_image_dir: dir.to_path_buf(),
+            instances_json: dir.join("instances.json"),
+            stuff_json: dir.join("stuff.json"),
+        }
+    }
+
+    #[test]
+    fn shapes_from_a_checkpoint_without_arguments_uses_the_training_defaults() {
+        let dir = std::env::temp_dir();
+        let o = DatasetOptions::from_stored_args(
+            DatasetKind::Shapes,
+            None,
+            Path::new("x.safetensors"),
+            &paths(&dir),
+            (32, 32),
+            1000,
+            &vocab(),
+        )
+        .unwrap();
+        assert_eq!((o.mask_size, o.min_objects_per_image), (16, 3));
+        assert_eq!(o.min_object_size, 0.02);
+        assert_eq!((o.shapes_num_images, o.max_samples), (256, Some(1000)));
+        let ds = open_dataset(DatasetKind::Shapes, Split::Val, &o, &crate::report::Quiet).unwrap();
+        assert_eq!(
+            ds.len(),
+            256,
+            "capped by --shapes_num_val, not --num_samples"
+        );
+    }
+
+    #[test]
+    fn coco_include_other_defaults_to_true_only_when_absent_from_the_stored_arguments() {
+        let dir = std::env::temp_dir().join(format!("sg2im-factory-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in ["instances.json", "stuff.json"] {
+            std::fs::write(dir.join(f), "{}").unwrap();
+        }
+        let mut stored = json!({
+            "coco_stuff_only": true,
+            "mask_size": 8,
+            "min_object_size": 0.05,
+            "min_objects_per_image": 2,
+            "instance_whitelist": null,
+            "stuff_whitelist": ["grass"],
+        });
+        let read = |stored: &Value| {
+            DatasetOptions::from_stored_args(
+                DatasetKind::Coco,
+                stored.as_object(),
+                Path::new("x.safetensors"),
+                &paths(&dir),
+                (64, 64),
+                10,
+                &vocab(),
+            )
+            .unwrap()
+        };
+        let o = read(&stored);
+        assert!(o.coco.include_other);
+        assert_eq!(o.coco.stuff_whitelist, Some(vec!["grass".to_string()]));
+        assert_eq!((o.mask_size, o.min_objects_per_image), (8, 2));
+        assert!(o.include_relationships);
+        stored["coco_include_other"] = json!(false);
+        assert!(!read(&stored).coco.include_other);
+        stored["mask_size"] = json!("big");
+        let err = DatasetOptions::from_stored_args(
+            DatasetKind::Coco,
+            stored.as_object(),
+            Path::new("x.safetensors"),
+            &paths(&dir),
+            (64, 64),
+            10,
+            &vocab(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("\"mask_size\" is \"big\", expected a non-negative integer"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
