@@ -60,65 +60,6 @@ pub enum Split {
 pub const SHAPES_TRAIN_SEED: u64 = 0;
 pub const SHAPES_VAL_SEED: u64 = 1;
 
-/// COCO-Stuff files and filters (§15.2).
-#[derive(Debug, Clone, PartialEq)]
-pub struct CocoOptions {
-    pub image_dir: PathBuf,
-    pub instances_json: PathBuf,
-    pub stuff_json: Option<PathBuf>,
-    pub stuff_only: bool,
-    pub include_other: bool,
-    pub instance_whitelist: Option<Vec<String>>,
-    pub stuff_whitelist: Option<Vec<String>>,
-    pub image_cache_dir: Option<PathBuf>,
-    /// The flags that set the paths, named in "file not found" errors.
-    pub flags: CocoFlags,
-}
-
-impl Default for CocoOptions {
-    /// The training split with `train.py`'s default flags.
-    fn default() -> Self {
-        let c = CocoConfig::default();
-        CocoOptions {
-            image_dir: c.image_dir,
-            instances_json: c.instances_json,
-            stuff_json: c.stuff_json,
-            stuff_only: c.stuff_only,
-            include_other: c.include_other,
-            instance_whitelist: c.instance_whitelist,
-            stuff_whitelist: c.stuff_whitelist,
-            image_cache_dir: c.image_cache_dir,
-            flags: c.flags,
-        }
-    }
-}
-
-/// Visual Genome files and filters (§16.2).
-#[derive(Debug, Clone, PartialEq)]
-pub struct VgOptions {
-    pub h5_path: PathBuf,
-    pub image_dir: PathBuf,
-    /// Read unless `vocab` is given; named in vocabulary errors either way.
-    pub vocab_json: PathBuf,
-    pub vocab: Option<Vocab>,
-    pub max_objects: usize,
-    pub use_orphaned_objects: bool,
-}
-
-impl Default for VgOptions {
-    fn default() -> Self {
-        let c = VgConfig::default();
-        VgOptions {
-            h5_path: c.h5_path,
-            image_dir: c.image_dir,
-            vocab_json: c.vocab_json,
-            vocab: None,
-            max_objects: c.max_objects,
-            use_orphaned_objects: c.use_orphaned_objects,
-        }
-    }
-}
-
 /// Everything that selects the samples of one split; each kind reads its own fields.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DatasetOptions {
@@ -133,8 +74,14 @@ pub struct DatasetOptions {
     pub min_object_size: f64,
     /// COCO and shapes.
     pub min_objects_per_image: usize,
-    pub coco: CocoOptions,
-    pub vg: VgOptions,
+    /// COCO: files, flag names for errors, category filters and the image cache. Its image
+    /// size, mask size, object filters, relationship switch and cap are ignored: the fields
+    /// above set them for every kind.
+    pub coco: CocoConfig,
+    /// VG: files and object filters (shared fields ignored, as for `coco`).
+    pub vg: VgConfig,
+    /// VG: the vocabulary, when already loaded (else read from `vg.vocab_json`).
+    pub vg_vocab: Option<Vocab>,
     /// shapes: number of scenes of the split (before `max_samples`).
     pub shapes_num_images: usize,
 }
@@ -149,8 +96,9 @@ impl Default for DatasetOptions {
             mask_size: s.mask_size,
             min_object_size: s.min_object_size,
             min_objects_per_image: s.min_objects_per_image,
-            coco: CocoOptions::default(),
-            vg: VgOptions::default(),
+            coco: CocoConfig::default(),
+            vg: VgConfig::default(),
+            vg_vocab: None,
             shapes_num_images: s.num_images,
         }
     }
@@ -181,12 +129,7 @@ pub fn open_dataset(
 /// COCO-Stuff (§15.2): at most 8 objects per image, as `train.py` builds it. The caller shows
 /// its [`warnings`](CocoSceneGraphDataset::warnings).
 pub fn open_coco(opts: &DatasetOptions) -> Result<CocoSceneGraphDataset> {
-    let c = &opts.coco;
     CocoSceneGraphDataset::new(CocoConfig {
-        image_dir: c.image_dir.clone(),
-        instances_json: c.instances_json.clone(),
-        stuff_json: c.stuff_json.clone(),
-        stuff_only: c.stuff_only,
         image_size: opts.image_size,
         mask_size: opts.mask_size,
         normalize_images: true,
@@ -195,28 +138,19 @@ pub fn open_coco(opts: &DatasetOptions) -> Result<CocoSceneGraphDataset> {
         min_object_size: opts.min_object_size,
         min_objects_per_image: opts.min_objects_per_image,
         max_objects_per_image: 8,
-        include_other: c.include_other,
-        instance_whitelist: c.instance_whitelist.clone(),
-        stuff_whitelist: c.stuff_whitelist.clone(),
-        image_cache_dir: c.image_cache_dir.clone(),
-        flags: c.flags.clone(),
+        ..opts.coco.clone()
     })
 }
 
 fn open_vg(opts: &DatasetOptions) -> Result<VgSceneGraphDataset> {
-    let v = &opts.vg;
     let cfg = VgConfig {
-        h5_path: v.h5_path.clone(),
-        vocab_json: v.vocab_json.clone(),
-        image_dir: v.image_dir.clone(),
         image_size: opts.image_size,
         normalize_images: true,
-        max_objects: v.max_objects,
         max_samples: opts.max_samples,
         include_relationships: opts.include_relationships,
-        use_orphaned_objects: v.use_orphaned_objects,
+        ..opts.vg.clone()
     };
-    match &v.vocab {
+    match &opts.vg_vocab {
         Some(vocab) => VgSceneGraphDataset::with_vocab(cfg, vocab.clone()),
         None => VgSceneGraphDataset::new(cfg),
     }
@@ -309,7 +243,7 @@ impl DatasetOptions {
                     mask_size,
                     min_object_size,
                     min_objects_per_image,
-                    coco: CocoOptions {
+                    coco: CocoConfig {
                         image_dir,
                         instances_json: instances,
                         stuff_json: Some(stuff),
@@ -324,6 +258,7 @@ impl DatasetOptions {
                             instances_json: "--instances_json".into(),
                             stuff_json: "--stuff_json".into(),
                         },
+                        ..CocoConfig::default()
                     },
                     ..base
                 }
@@ -332,15 +267,16 @@ impl DatasetOptions {
                 require("--vg_h5", &paths.vg_h5, "file")?;
                 require("--vg_image_dir", &paths.vg_image_dir, "directory")?;
                 DatasetOptions {
-                    vg: VgOptions {
+                    vg: VgConfig {
                         h5_path: paths.vg_h5.clone(),
                         image_dir: paths.vg_image_dir.clone(),
                         // Not read: the vocabulary is the checkpoint's.
                         vocab_json: checkpoint.to_path_buf(),
-                        vocab: Some(model_vocab.clone()),
                         max_objects: args.usize("max_objects_per_image")?,
                         use_orphaned_objects: args.bool("vg_use_orphaned_objects")?,
+                        ..VgConfig::default()
                     },
+                    vg_vocab: Some(model_vocab.clone()),
                     ..base
                 }
             }
@@ -527,27 +463,16 @@ mod tests {
                 10,
                 &vocab(),
             )
-            .unwrap()
         };
-        let o = read(&stored);
+        let o = read(&stored).unwrap();
         assert!(o.coco.include_other);
         assert_eq!(o.coco.stuff_whitelist, Some(vec!["grass".to_string()]));
         assert_eq!((o.mask_size, o.min_objects_per_image), (8, 2));
         assert!(o.include_relationships);
         stored["coco_include_other"] = json!(false);
-        assert!(!read(&stored).coco.include_other);
+        assert!(!read(&stored).unwrap().coco.include_other);
         stored["mask_size"] = json!("big");
-        let err = DatasetOptions::from_stored_args(
-            DatasetKind::Coco,
-            stored.as_object(),
-            Path::new("x.safetensors"),
-            &paths(&dir),
-            (64, 64),
-            10,
-            &vocab(),
-        )
-        .unwrap_err()
-        .to_string();
+        let err = read(&stored).unwrap_err().to_string();
         assert!(
             err.contains("\"mask_size\" is \"big\", expected a non-negative integer"),
             "{err}"

@@ -1,10 +1,10 @@
 //! The train and val datasets `--dataset` selects (§18.2 step 2), opened through the data
 //! layer's one factory ([`crate::data::factory`]) with options taken from the flags.
 
-use crate::data::factory::{
-    CocoOptions, DatasetKind, DatasetOptions, Split, VgOptions, open_coco, open_dataset,
-};
-use crate::data::{SceneGraphDataset, coco::CocoFlags};
+use crate::data::SceneGraphDataset;
+use crate::data::coco::{CocoConfig, CocoFlags};
+use crate::data::factory::{DatasetKind, DatasetOptions, Split, open_coco, open_dataset};
+use crate::data::vg::VgConfig;
 use crate::report::Reporter;
 use crate::train::TrainArgs;
 use crate::vocab::Vocab;
@@ -26,50 +26,44 @@ pub struct Datasets {
 /// vocabulary, read once from `--vocab_json` for both splits.
 pub fn dataset_options(args: &TrainArgs, split: Split, vocab: Option<&Vocab>) -> DatasetOptions {
     let train = split == Split::Train;
-    let coco_flags = |dir: &str, inst: &str, stuff: &str| CocoFlags {
-        image_dir: dir.into(),
-        instances_json: inst.into(),
-        stuff_json: stuff.into(),
+    let (image_dir, instances_json, stuff_json, prefix) = if train {
+        (
+            &args.coco_train_image_dir,
+            &args.coco_train_instances_json,
+            &args.coco_train_stuff_json,
+            "--coco_train",
+        )
+    } else {
+        (
+            &args.coco_val_image_dir,
+            &args.coco_val_instances_json,
+            &args.coco_val_stuff_json,
+            "--coco_val",
+        )
     };
-    let coco = CocoOptions {
+    let coco = CocoConfig {
+        image_dir: image_dir.clone(),
+        instances_json: instances_json.clone(),
+        stuff_json: Some(stuff_json.clone()),
         stuff_only: args.coco_stuff_only,
         include_other: args.coco_include_other,
         instance_whitelist: args.instance_whitelist.clone(),
         stuff_whitelist: args.stuff_whitelist.clone(),
         image_cache_dir: args.coco_image_cache_dir.clone(),
-        ..if train {
-            CocoOptions {
-                image_dir: args.coco_train_image_dir.clone(),
-                instances_json: args.coco_train_instances_json.clone(),
-                stuff_json: Some(args.coco_train_stuff_json.clone()),
-                flags: coco_flags(
-                    "--coco_train_image_dir",
-                    "--coco_train_instances_json",
-                    "--coco_train_stuff_json",
-                ),
-                ..CocoOptions::default()
-            }
-        } else {
-            CocoOptions {
-                image_dir: args.coco_val_image_dir.clone(),
-                instances_json: args.coco_val_instances_json.clone(),
-                stuff_json: Some(args.coco_val_stuff_json.clone()),
-                flags: coco_flags(
-                    "--coco_val_image_dir",
-                    "--coco_val_instances_json",
-                    "--coco_val_stuff_json",
-                ),
-                ..CocoOptions::default()
-            }
-        }
+        flags: CocoFlags {
+            image_dir: format!("{prefix}_image_dir"),
+            instances_json: format!("{prefix}_instances_json"),
+            stuff_json: format!("{prefix}_stuff_json"),
+        },
+        ..CocoConfig::default()
     };
-    let vg = VgOptions {
+    let vg = VgConfig {
         h5_path: if train { &args.train_h5 } else { &args.val_h5 }.clone(),
         image_dir: args.vg_image_dir.clone(),
         vocab_json: args.vocab_json.clone(),
-        vocab: vocab.cloned(),
         max_objects: args.max_objects_per_image,
         use_orphaned_objects: args.vg_use_orphaned_objects,
+        ..VgConfig::default()
     };
     let max_samples = match (split, args.dataset) {
         (Split::Train, _) => args.num_train_samples,
@@ -85,6 +79,7 @@ pub fn dataset_options(args: &TrainArgs, split: Split, vocab: Option<&Vocab>) ->
         min_objects_per_image: args.min_objects_per_image,
         coco,
         vg,
+        vg_vocab: vocab.cloned(),
         shapes_num_images: if train {
             args.shapes_num_train
         } else {
