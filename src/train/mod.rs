@@ -1,5 +1,6 @@
-//! Training (the original's `scripts/train.py`, spec §18): flags, data loading, Adam in its
-//! PyTorch 0.4 form, checkpoints, the loop and what a user watches while it runs.
+//! Training (the original's `scripts/train.py`, spec §18): flags, the datasets they select
+//! (through [`crate::data::factory`]), Adam in its PyTorch 0.4 form, checkpoints, the loop and
+//! what a user watches while it runs (through a [`crate::report::Reporter`]).
 
 pub mod adam;
 pub mod args;
