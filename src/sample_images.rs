@@ -297,6 +297,9 @@ pub fn sample_checkpoint(
             reporter.warn(&format!("warning: batch {}: {e}", loaded.index));
         }
         skipped.extend(loaded.errors);
+        for w in loader.dataset().take_warnings() {
+            reporter.warn(&w);
+        }
         let batch = loaded.batch;
         if batch.num_images == 0 {
             continue;

@@ -621,3 +621,34 @@ fn dump_writes_the_fixture_keys() {
     }
     assert_eq!(got.len(), 1 + 5 * n);
 }
+
+#[test]
+fn warnings_are_returned_to_the_caller_not_printed() {
+    use sg2im::data::SceneGraphDataset;
+    let t = TempDir::new("warnings");
+    // The cache "directory" is a file: writing the cache fails, loading still works.
+    std::fs::write(t.0.join("cache"), b"").unwrap();
+    let cfg = CocoConfig {
+        image_cache_dir: Some(t.0.join("cache")),
+        stuff_only: true,
+        ..write_small(&t.0, GOOD_SEG, GOOD_BOX)
+    };
+    let ds = CocoSceneGraphDataset::new(cfg).unwrap();
+    assert_eq!(
+        ds.warnings(),
+        [
+            "WARNING: Got stuff_only=True but stuff_json=None.",
+            "Will ignore stuff_only."
+        ]
+    );
+    assert!(ds.take_warnings().is_empty());
+    ds.get(0, 0).unwrap();
+    ds.get(0, 1).unwrap();
+    let w = ds.take_warnings();
+    assert_eq!(w.len(), 1, "once, not per item: {w:?}");
+    assert!(
+        w[0].starts_with("warning: image cache disabled for writing: "),
+        "{w:?}"
+    );
+    assert!(ds.take_warnings().is_empty());
+}

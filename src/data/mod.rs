@@ -115,6 +115,12 @@ pub trait SceneGraphDataset: Send + Sync {
     /// Sample `index`. `seed` fixes every random choice the sample makes (COCO's relationship
     /// draws, VG's object subsampling): the same `(index, seed)` always gives the same sample.
     fn get(&self, index: usize, seed: u64) -> Result<Sample>;
+
+    /// Warnings raised while loading items since the last call (e.g. an image cache that
+    /// cannot be written), for the caller to show: datasets do not print.
+    fn take_warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 #[cfg(test)]

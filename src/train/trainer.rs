@@ -473,6 +473,15 @@ impl<'a> Run<'a> {
         self.reporter.warn(&format!("WARNING: {}", line.as_ref()));
     }
 
+    /// What the datasets raised while loading (as they word it).
+    fn dataset_warnings(&self) {
+        for loader in [&self.train_loader, &self.check_val_loader] {
+            for w in loader.dataset().take_warnings() {
+                self.reporter.warn(&w);
+            }
+        }
+    }
+
     /// The progress bar's length: `--num_iterations`, or further when the run finishes an
     /// epoch past it.
     fn progress(&self, message: &str) {
@@ -527,6 +536,7 @@ impl<'a> Run<'a> {
             self.warn(format!("skipping a training item that failed to load: {e}"));
         }
         self.summary.bad_items += lb.errors.len();
+        self.dataset_warnings();
         if lb.batch.num_images == 0 {
             self.warn(format!(
                 "batch {} of epoch {} has no loadable item; skipped",
@@ -663,6 +673,7 @@ impl<'a> Run<'a> {
                 "check_model ({split}): skipping an item that failed to load: {e}"
             ));
         }
+        self.dataset_warnings();
         Ok(r)
     }
 

@@ -175,6 +175,8 @@ pub struct CocoSceneGraphDataset {
     image_failures: AtomicUsize,
     empty_crops: AtomicUsize,
     cache_write_failed: std::sync::Once,
+    /// Warnings raised while loading items, until [`SceneGraphDataset::take_warnings`].
+    pending_warnings: std::sync::Mutex<Vec<String>>,
     /// What the constructor found worth telling the user (see [`Self::warnings`]).
     warnings: Vec<String>,
 }
@@ -579,6 +581,7 @@ impl CocoSceneGraphDataset {
             image_failures: AtomicUsize::new(0),
             empty_crops: AtomicUsize::new(0),
             cache_write_failed: std::sync::Once::new(),
+            pending_warnings: std::sync::Mutex::new(Vec::new()),
             warnings,
         })
     }
@@ -745,8 +748,11 @@ impl CocoSceneGraphDataset {
             .map_err(|e| Error::io(&cache_path, e))
             .and_then(|_| crate::io::atomic::write_bytes_atomic(&cache_path, &out));
         if let Err(e) = written {
-            self.cache_write_failed
-                .call_once(|| eprintln!("warning: image cache disabled for writing: {e}"));
+            self.cache_write_failed.call_once(|| {
+                if let Ok(mut w) = self.pending_warnings.lock() {
+                    w.push(format!("warning: image cache disabled for writing: {e}"));
+                }
+            });
         }
         Ok((rgb, (ww, hh)))
     }
@@ -807,5 +813,12 @@ impl SceneGraphDataset for CocoSceneGraphDataset {
     /// See the module docs: `Err` means this item's image could not be used (counted).
     fn get(&self, index: usize, seed: u64) -> Result<Sample> {
         self.get_item(index, seed).map(|item| item.sample)
+    }
+
+    fn take_warnings(&self) -> Vec<String> {
+        self.pending_warnings
+            .lock()
+            .map(|mut w| std::mem::take(&mut *w))
+            .unwrap_or_default()
     }
 }
