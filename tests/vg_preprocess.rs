@@ -3,15 +3,14 @@
 //! README's flags). Everything is compared exactly: the pipeline is integer bookkeeping, so any
 //! difference is a bug, not a rounding effect.
 
+mod common;
+
+use common::{scratch as temp_dir, vg_fixture as fixture};
 use serde_json::Value;
 use sg2im::data::preprocess_vg::{PreprocessVgConfig, preprocess_vg};
 use sg2im::io::hdf5::{Dtype, H5Reader};
 use std::path::{Path, PathBuf};
 
-const FIXTURE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/fixtures/vg_preprocess"
-);
 const SPLITS: [&str; 3] = ["train", "test", "val"];
 const NUMERIC: [&str; 12] = [
     "image_ids",
@@ -27,17 +26,6 @@ const NUMERIC: [&str; 12] = [
     "attributes_per_object",
     "object_attributes",
 ];
-
-fn fixture(p: &str) -> PathBuf {
-    Path::new(FIXTURE).join(p)
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("sg2im-vgpre-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// The README's command: defaults except the three vocabulary thresholds.
 fn fixture_config(out: &Path) -> PreprocessVgConfig {
@@ -134,7 +122,7 @@ fn outputs_match_the_original_on_the_fixture() {
     // stdout: the original's lines, with our paths in place of the fixture's relative ones.
     let ours = String::from_utf8(log)
         .unwrap()
-        .replace(&format!("{FIXTURE}/"), "")
+        .replace(&fixture("").display().to_string(), "")
         .replace(&out.display().to_string(), "expected");
     let expected = std::fs::read_to_string(fixture("expected/preprocess_stdout.txt")).unwrap();
     assert_eq!(ours, expected);
@@ -168,6 +156,7 @@ fn outputs_match_the_original_on_the_fixture() {
         summary.num_predicates as u64,
         s["vocab_sizes"]["pred_idx_to_name"]
     );
+    assert_eq!(summary.splits.len(), SPLITS.len());
     for (got, name) in summary.splits.iter().zip(SPLITS) {
         let e = &s["splits"][name];
         assert_eq!(got.name, name);
