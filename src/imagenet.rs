@@ -84,18 +84,26 @@ mod tests {
     #[test]
     fn preprocess_equals_torchvision_normalisation() {
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
-        let rgb = [255u8, 0, 128, 0, 255, 0];
+        // 4 and 3 are values where multiplying by 1/std instead of dividing changes the result.
+        let rgb = [255u8, 3, 128, 4, 255, 4];
         let want = [
             2.2489083f32,
-            -2.117904,
-            -2.0357141,
+            -2.0494049,
+            -1.9831933,
             2.4285715,
             0.42649257,
-            -1.8044444,
+            -1.7347276,
         ];
         let got = preprocess_u8_hwc(&rgb, 1, 2, true);
         assert_eq!(bits(&got), bits(&want));
-        let want = [1.0f32, 0.0, 0.0, 1.0, 0.5019608, 0.0];
+        let want = [
+            1.0f32,
+            0.015686275,
+            0.011764706,
+            1.0,
+            0.5019608,
+            0.015686275,
+        ];
         let got = preprocess_u8_hwc(&rgb, 1, 2, false);
         assert_eq!(bits(&got), bits(&want));
     }
