@@ -8,8 +8,8 @@ mod common;
 
 use common::{run_python, scratch, torch_fixture, vg_fixture};
 use serde_json::{Value, json};
-use sg2im::data::preprocess_vg::{PreprocessVgConfig, preprocess_vg};
-use sg2im::io::torch::{self, PyValue, TorchTensor};
+use sg2im::data::preprocess_vg::preprocess_vg;
+use sg2im::io::torch::{self, PyValue};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 
@@ -101,22 +101,7 @@ const SPLITS: [&str; 3] = ["train", "val", "test"];
 #[test]
 fn h5py_reads_our_preprocessed_files_as_the_originals() {
     let out = scratch("h5py");
-    // The fixture README's command (defaults except the three vocabulary thresholds).
-    let cfg = PreprocessVgConfig {
-        splits_json: vg_fixture("raw/vg_splits_subset.json"),
-        images_json: vg_fixture("raw/image_data.json"),
-        objects_json: vg_fixture("raw/objects.json"),
-        attributes_json: vg_fixture("raw/attributes.json"),
-        object_aliases: vg_fixture("raw/object_alias.txt"),
-        relationship_aliases: vg_fixture("raw/relationship_alias.txt"),
-        relationships_json: vg_fixture("raw/relationships.json"),
-        min_object_instances: 10,
-        min_attribute_instances: 10,
-        min_relationship_instances: 5,
-        output_vocab_json: out.join("vocab.json"),
-        output_h5_dir: out.clone(),
-        ..PreprocessVgConfig::default()
-    };
+    let cfg = common::vg_fixture_config(&out);
     preprocess_vg(&cfg, &mut Vec::new()).unwrap();
     for split in SPLITS {
         let ours = out.join(format!("{split}.h5"));
@@ -184,37 +169,8 @@ fn unpickled(value: &PyValue, dir: &Path, name: &str) -> Value {
 #[test]
 fn pickle_reads_our_legacy_torch_files() {
     let dir = scratch("pickle");
-    let s = |x: &str| PyValue::Str(x.to_string());
+    let value = common::small_torch_value();
     let w = [1.0f32, -2.5, 3.0, 4.0, 5.0, 6.0];
-    let value = PyValue::Dict(vec![
-        (
-            s("model_kwargs"),
-            PyValue::Dict(vec![
-                (
-                    s("image_size"),
-                    PyValue::Tuple(vec![PyValue::Int(64), PyValue::Int(64)]),
-                ),
-                (s("lr"), PyValue::Float(-1.5e-4)),
-                (s("big"), PyValue::Int(-5_000_000_000)),
-                (s("none"), PyValue::None),
-                (s("flag"), PyValue::Bool(true)),
-                (s("names"), PyValue::List(vec![s("a"), s("b")])),
-            ]),
-        ),
-        (
-            s("model_state"),
-            PyValue::Dict(vec![
-                (
-                    s("w"),
-                    PyValue::Tensor(TorchTensor::from_f32(vec![2, 3], &w)),
-                ),
-                (
-                    s("n"),
-                    PyValue::Tensor(TorchTensor::from_i64(vec![], &[1000])),
-                ),
-            ]),
-        ),
-    ]);
     let w_bytes: Vec<u8> = w.iter().flat_map(|x| x.to_le_bytes()).collect();
     let want = json!({"dict": [
         ["model_kwargs", {"dict": [

@@ -343,7 +343,7 @@ fn truncated_legacy_file_names_the_storage() {
 /// A small legacy file written by our writer: every strict prefix must be rejected.
 #[test]
 fn every_truncation_of_a_small_file_is_an_error() {
-    let value = small_value();
+    let value = common::small_torch_value();
     let bytes = torch::to_legacy_bytes(&value).unwrap();
     assert_eq!(torch::load_bytes(&bytes, "x.pt").unwrap(), value);
     for n in 0..bytes.len() {
@@ -388,7 +388,7 @@ fn garbage_never_panics() {
         }
     }
     // Random byte flips in a small valid file and in the pickle of a real one.
-    let small = torch::to_legacy_bytes(&small_value()).unwrap();
+    let small = torch::to_legacy_bytes(&common::small_torch_value()).unwrap();
     let real = read("ref_small_legacy.pt");
     for (bytes, span) in [(&small, small.len()), (&real, 4000)] {
         for _ in 0..3000 {
@@ -402,38 +402,6 @@ fn garbage_never_panics() {
     }
 }
 
-fn small_value() -> PyValue {
-    let s = |x: &str| PyValue::Str(x.to_string());
-    PyValue::Dict(vec![
-        (
-            s("model_kwargs"),
-            PyValue::Dict(vec![
-                (
-                    s("image_size"),
-                    PyValue::Tuple(vec![PyValue::Int(64), PyValue::Int(64)]),
-                ),
-                (s("lr"), PyValue::Float(-1.5e-4)),
-                (s("big"), PyValue::Int(-5_000_000_000)),
-                (s("none"), PyValue::None),
-                (s("flag"), PyValue::Bool(true)),
-            ]),
-        ),
-        (
-            s("model_state"),
-            PyValue::Dict(vec![
-                (
-                    s("w"),
-                    PyValue::Tensor(TorchTensor::from_f32(vec![2, 3], &[1., 2., 3., 4., 5., 6.])),
-                ),
-                (
-                    s("n"),
-                    PyValue::Tensor(TorchTensor::from_i64(vec![], &[1000])),
-                ),
-            ]),
-        ),
-    ])
-}
-
 #[test]
 fn writer_round_trips_the_real_checkpoint() {
     let v = torch::load(&fixture("ref_small_full_legacy.pt")).unwrap();
@@ -441,8 +409,8 @@ fn writer_round_trips_the_real_checkpoint() {
     assert_eq!(torch::load_bytes(&bytes, "rt.pt").unwrap(), v);
     let dir = common::scratch("writer");
     let path = dir.join("small.pt");
-    torch::save_legacy(&path, &small_value()).unwrap();
-    assert_eq!(torch::load(&path).unwrap(), small_value());
+    torch::save_legacy(&path, &common::small_torch_value()).unwrap();
+    assert_eq!(torch::load(&path).unwrap(), common::small_torch_value());
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

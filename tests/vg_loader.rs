@@ -12,7 +12,7 @@ mod common;
 use common::{f32s, i64s, vg_fixture as fixture};
 use serde_json::Value;
 use sg2im::data::SceneGraphDataset;
-use sg2im::data::preprocess_vg::{PreprocessVgConfig, preprocess_vg};
+use sg2im::data::preprocess_vg::preprocess_vg;
 use sg2im::data::vg::{VgConfig, VgSceneGraphDataset, cpython_int_set_order, dump_safetensors};
 use std::path::PathBuf;
 
@@ -107,21 +107,7 @@ fn items_match_the_original_on_its_own_h5() {
 fn items_match_the_original_on_our_preprocessed_h5() {
     // Files from our preprocess-vg feed the loader exactly as the original's do.
     let out = common::scratch("preprocessed");
-    let cfg = PreprocessVgConfig {
-        splits_json: fixture("raw/vg_splits_subset.json"),
-        images_json: fixture("raw/image_data.json"),
-        objects_json: fixture("raw/objects.json"),
-        attributes_json: fixture("raw/attributes.json"),
-        object_aliases: fixture("raw/object_alias.txt"),
-        relationship_aliases: fixture("raw/relationship_alias.txt"),
-        relationships_json: fixture("raw/relationships.json"),
-        min_object_instances: 10,
-        min_attribute_instances: 10,
-        min_relationship_instances: 5,
-        output_vocab_json: out.join("vocab.json"),
-        output_h5_dir: out.clone(),
-        ..PreprocessVgConfig::default()
-    };
+    let cfg = common::vg_fixture_config(&out);
     preprocess_vg(&cfg, &mut Vec::new()).unwrap();
     let exp = Expected::load();
     let mut c = config(out.join("train.h5"), true);

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{scratch as temp_dir, vg_fixture as fixture};
+use common::{scratch as temp_dir, vg_fixture as fixture, vg_fixture_config as fixture_config};
 use serde_json::Value;
 use sg2im::data::preprocess_vg::{PreprocessVgConfig, preprocess_vg};
 use sg2im::io::hdf5::{Dtype, H5Reader};
@@ -26,25 +26,6 @@ const NUMERIC: [&str; 12] = [
     "attributes_per_object",
     "object_attributes",
 ];
-
-/// The README's command: defaults except the three vocabulary thresholds.
-fn fixture_config(out: &Path) -> PreprocessVgConfig {
-    PreprocessVgConfig {
-        splits_json: fixture("raw/vg_splits_subset.json"),
-        images_json: fixture("raw/image_data.json"),
-        objects_json: fixture("raw/objects.json"),
-        attributes_json: fixture("raw/attributes.json"),
-        object_aliases: fixture("raw/object_alias.txt"),
-        relationship_aliases: fixture("raw/relationship_alias.txt"),
-        relationships_json: fixture("raw/relationships.json"),
-        min_object_instances: 10,
-        min_attribute_instances: 10,
-        min_relationship_instances: 5,
-        output_vocab_json: out.join("vocab.json"),
-        output_h5_dir: out.to_path_buf(),
-        ..PreprocessVgConfig::default()
-    }
-}
 
 /// (shape, values) of every tensor of an `expected/<split>_h5.safetensors` file.
 fn expected_arrays(split: &str) -> Vec<(String, Vec<usize>, Vec<i32>)> {

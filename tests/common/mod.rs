@@ -6,6 +6,7 @@
 
 use safetensors::{Dtype, SafeTensors};
 use sg2im::io::safetensors_io::RawTensor;
+use sg2im::io::torch::{PyValue, TorchTensor};
 use sg2im::vocab::Vocab;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -28,6 +29,26 @@ pub fn torch_fixture(name: &str) -> PathBuf {
 
 pub fn vg_fixture(name: &str) -> PathBuf {
     fixture("vg_preprocess", name)
+}
+
+/// `preprocess-vg` on the VG fixture's raw files as its README ran the original: defaults
+/// except the three vocabulary thresholds; outputs into `out`.
+pub fn vg_fixture_config(out: &Path) -> sg2im::data::preprocess_vg::PreprocessVgConfig {
+    sg2im::data::preprocess_vg::PreprocessVgConfig {
+        splits_json: vg_fixture("raw/vg_splits_subset.json"),
+        images_json: vg_fixture("raw/image_data.json"),
+        objects_json: vg_fixture("raw/objects.json"),
+        attributes_json: vg_fixture("raw/attributes.json"),
+        object_aliases: vg_fixture("raw/object_alias.txt"),
+        relationship_aliases: vg_fixture("raw/relationship_alias.txt"),
+        relationships_json: vg_fixture("raw/relationships.json"),
+        min_object_instances: 10,
+        min_attribute_instances: 10,
+        min_relationship_instances: 5,
+        output_vocab_json: out.join("vocab.json"),
+        output_h5_dir: out.to_path_buf(),
+        ..Default::default()
+    }
 }
 
 /// An empty directory under the system temp dir, unique to this test binary (its crate name),
@@ -158,6 +179,48 @@ pub fn coco_like_vocab(num_objs: usize) -> Vocab {
         pred_name_to_idx: index(&preds),
         pred_idx_to_name: preds,
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A small checkpoint-like value
+
+/// A dict like a checkpoint's: `model_kwargs` with a tuple, a negative float, an int beyond
+/// 32 bits, None, a bool and a list; `model_state` with a float32 `(2, 3)` tensor
+/// `[1, -2.5, 3, 4, 5, 6]` and an int64 scalar tensor `1000`.
+pub fn small_torch_value() -> PyValue {
+    let s = |x: &str| PyValue::Str(x.to_string());
+    PyValue::Dict(vec![
+        (
+            s("model_kwargs"),
+            PyValue::Dict(vec![
+                (
+                    s("image_size"),
+                    PyValue::Tuple(vec![PyValue::Int(64), PyValue::Int(64)]),
+                ),
+                (s("lr"), PyValue::Float(-1.5e-4)),
+                (s("big"), PyValue::Int(-5_000_000_000)),
+                (s("none"), PyValue::None),
+                (s("flag"), PyValue::Bool(true)),
+                (s("names"), PyValue::List(vec![s("a"), s("b")])),
+            ]),
+        ),
+        (
+            s("model_state"),
+            PyValue::Dict(vec![
+                (
+                    s("w"),
+                    PyValue::Tensor(TorchTensor::from_f32(
+                        vec![2, 3],
+                        &[1.0, -2.5, 3.0, 4.0, 5.0, 6.0],
+                    )),
+                ),
+                (
+                    s("n"),
+                    PyValue::Tensor(TorchTensor::from_i64(vec![], &[1000])),
+                ),
+            ]),
+        ),
+    ])
 }
 
 // ---------------------------------------------------------------------------------------------
