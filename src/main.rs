@@ -50,6 +50,7 @@ fn main() -> ExitCode {
     // Restoring the default action covers every write at once. Sockets are unaffected: std
     // sends with MSG_NOSIGNAL, so a closed connection stays an error value.
     // SAFETY: called first thing, before any thread exists; SIG_DFL is a valid disposition.
+    #[cfg(unix)]
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
