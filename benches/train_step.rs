@@ -9,48 +9,17 @@
 //! networks, not data loading. `cargo bench --bench train_step [-- FILTER]`; `SG2IM_BENCH_REPS`
 //! overrides the number of timed iterations.
 
+// The test helpers (the COCO-sized vocabulary); the rest of the module is unused here.
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use burn::tensor::Device;
 use rand::{Rng, RngCore, SeedableRng};
 use sg2im::data::{Sample, collate};
 use sg2im::train::TrainArgs;
 use sg2im::train::step::{DeviceBatch, LossConfig, StepTimes, train_iteration};
 use sg2im::train::trainer::build_nets;
-use sg2im::vocab::Vocab;
 use std::time::Instant;
-
-/// A COCO-Stuff-sized vocabulary: 184 object entries, COCO's 7 predicates.
-fn coco_like_vocab() -> Vocab {
-    let mut names = vec!["__image__".to_string()];
-    names.extend((1..184).map(|i| format!("class{i}")));
-    let preds: Vec<String> = [
-        "__in_image__",
-        "left of",
-        "right of",
-        "above",
-        "below",
-        "inside",
-        "surrounding",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    Vocab {
-        object_name_to_idx: names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.clone(), i as i64))
-            .collect(),
-        object_idx_to_name: names,
-        attribute_name_to_idx: None,
-        attribute_idx_to_name: None,
-        pred_name_to_idx: preds
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.clone(), i as i64))
-            .collect(),
-        pred_idx_to_name: preds,
-    }
-}
 
 fn sample(rng: &mut impl RngCore, size: (usize, usize), mask_size: usize) -> Sample {
     let (h, w) = size;
@@ -111,7 +80,8 @@ fn bench(name: &str, flags: &[&str], batch_size: usize, reps: usize, original_s:
     let bs = batch_size.to_string();
     all.extend(["--batch_size", &bs]);
     let args = TrainArgs::parse_from(all).expect("bench flags parse");
-    let vocab = coco_like_vocab();
+    // A COCO-Stuff-sized vocabulary: 184 object entries, COCO's 7 predicates.
+    let vocab = common::coco_like_vocab(184);
     let device = Device::flex().autodiff();
     let mut built = build_nets(&args, &vocab, &device).expect("nets build");
     let losses = LossConfig::from_args(&args).expect("loss config");

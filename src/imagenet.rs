@@ -78,11 +78,33 @@ mod tests {
         assert_eq!(rgb.iter().copied().max(), Some(255));
     }
 
+    /// Literal values of torchvision's `ToTensor` + `Normalize(MEAN, STD)` on a 1×2 image,
+    /// computed independently in float32 with numpy (`(np.float32(u8) / 255 - mean) / std`);
+    /// compared bit for bit, channel planes in order.
     #[test]
-    fn preprocess_matches_true_division() {
-        let rgb = [255u8, 0, 128];
-        let t = preprocess_u8_hwc(&rgb, 1, 1, true);
-        assert_eq!(t[0], (1.0f32 - 0.485) / 0.229);
-        assert_eq!(t[2], (128.0f32 / 255.0 - 0.406) / 0.225);
+    fn preprocess_equals_torchvision_normalisation() {
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+        // 4 and 3 are values where multiplying by 1/std instead of dividing changes the result.
+        let rgb = [255u8, 3, 128, 4, 255, 4];
+        let want = [
+            2.2489083f32,
+            -2.0494049,
+            -1.9831933,
+            2.4285715,
+            0.42649257,
+            -1.7347276,
+        ];
+        let got = preprocess_u8_hwc(&rgb, 1, 2, true);
+        assert_eq!(bits(&got), bits(&want));
+        let want = [
+            1.0f32,
+            0.015686275,
+            0.011764706,
+            1.0,
+            0.5019608,
+            0.015686275,
+        ];
+        let got = preprocess_u8_hwc(&rgb, 1, 2, false);
+        assert_eq!(bits(&got), bits(&want));
     }
 }

@@ -44,6 +44,16 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Output piped into `head` and the like: end quietly on the broken pipe, as Unix tools do.
+    // Rust starts programs with SIGPIPE ignored, so a write to a closed pipe fails with EPIPE
+    // and `println!` (here, in clap's help and in the library's progress lines) panics.
+    // Restoring the default action covers every write at once. Sockets are unaffected: std
+    // sends with MSG_NOSIGNAL, so a closed connection stays an error value.
+    // SAFETY: called first thing, before any thread exists; SIG_DFL is a valid disposition.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     sg2im::malloc::tune_for_large_tensors();
     let cli = Cli::parse();
     let result = match cli.command {

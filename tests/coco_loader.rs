@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{f32s, f64s, i64s};
+use common::{assert_close, f32s, f64s, i64s};
 use safetensors::SafeTensors;
 use serde_json::Value;
 use sg2im::data::SceneGraphDataset;
@@ -23,13 +23,8 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-const ROOT: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/fixtures/coco_loader"
-);
-
 fn root() -> PathBuf {
-    PathBuf::from(ROOT)
+    common::fixture("coco_loader", "")
 }
 
 struct Fixture {
@@ -117,6 +112,7 @@ fn check_recorded_draws(cfg: &str) {
     for (idx, item) in items(f).iter().enumerate() {
         let others = i64s(&st, &format!("{idx:04}/rel_draw_other"));
         let us = f64s(&st, &format!("{idx:04}/rel_draw_u"));
+        assert_eq!(others.len(), us.len(), "{cfg} item {idx}");
         let k = item["O"].as_u64().unwrap() as usize - 1;
         let mut rng = PyRandom::seed(seed_of(item));
         for (cur, (&other, &u)) in others.iter().zip(&us).enumerate() {
@@ -244,15 +240,21 @@ fn check_items(cfg: &str) {
             .map(|&v| v as i64)
             .collect();
         assert_eq!(shapes, i64s(&st, &key("crop_shapes")), "{ctx} crop_shapes");
-        let want = f64s(&st, &key("masks_resized_f64"));
-        assert_eq!(got.masks_resized.len(), want.len(), "{ctx}");
-        for (a, b) in got.masks_resized.iter().zip(&want) {
-            assert!((a - b).abs() <= 1e-9, "{ctx} masks_resized_f64 {a} vs {b}");
-        }
-        let centers = f32s(&st, &key("obj_centers"));
-        for (a, b) in got.centers.iter().flatten().zip(&centers) {
-            assert!((a - b).abs() <= 1e-6, "{ctx} obj_centers {a} vs {b}");
-        }
+        assert_close(
+            &format!("{ctx} masks_resized_f64"),
+            &got.masks_resized,
+            &f64s(&st, &key("masks_resized_f64")),
+            1e-9,
+            0.0,
+        );
+        let centers: Vec<f32> = got.centers.iter().flatten().copied().collect();
+        assert_close(
+            &format!("{ctx} obj_centers"),
+            &centers,
+            &f32s(&st, &key("obj_centers")),
+            1e-6,
+            0.0,
+        );
         // The predicate of every ordered pair, not only the drawn ones.
         let k = s.objs.len() - 1;
         let preds = i64s(&st, &key("pair_predicates"));
@@ -397,8 +399,7 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("sg2im-coco-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = common::scratch(name);
         std::fs::create_dir_all(dir.join("images")).unwrap();
         TempDir(dir)
     }

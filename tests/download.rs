@@ -3,13 +3,15 @@
 //! or ignore `Range`, cut a transfer after N bytes, answer 404, or announce an absurd size. The
 //! archives it serves are made here with the `zip` crate.
 
+mod common;
+
+use common::{scratch, sg2im_cmd};
 use sg2im::download::{self, Bundle, Checksum, Item, Options, Outcome};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Cursor, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -99,6 +101,10 @@ impl Server {
     }
 }
 
+/// How many `Serve::Stall` silences have run their full 3 s (the only test that stalls is
+/// `a_stalled_transfer_is_cut_by_the_read_timeout_and_resumed`).
+static STALLS_ENDED: AtomicUsize = AtomicUsize::new(0);
+
 fn handle_connection(
     stream: TcpStream,
     routes: &mut HashMap<String, Serve>,
@@ -172,6 +178,7 @@ fn handle_connection(
             let _ = out.flush();
             std::thread::spawn(move || {
                 std::thread::sleep(Duration::from_secs(3));
+                STALLS_ENDED.fetch_add(1, Ordering::SeqCst);
                 drop(out);
             });
             return;
@@ -256,13 +263,6 @@ fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
             (x >> 24) as u8
         })
         .collect()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sg2im-dl-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 fn options(dir: &Path, base: &str) -> Options {
@@ -567,18 +567,18 @@ fn a_stalled_transfer_is_cut_by_the_read_timeout_and_resumed() {
     let mut opts = options(&dir, &server.base);
     opts.retries = 1;
     opts.read_timeout = Duration::from_millis(200);
-    let started = Instant::now();
     download::download(&[item("http://h/f.bin", "f.bin", None)], &opts).unwrap();
+    // Cut by our 200 ms read timeout, not by the server closing after its 3 s silence: the
+    // stalled response is still silent (its connection open) when the download is complete.
+    assert_eq!(
+        STALLS_ENDED.load(Ordering::SeqCst),
+        0,
+        "the 3 s stall ran out first"
+    );
     let log = server.finish();
     let ranges: Vec<_> = log.iter().map(|l| l.range.as_deref()).collect();
     assert_eq!(ranges, [None, Some("bytes=25000-")]);
     assert!(read(dir.join("f.bin")) == body);
-    // Cut by our 200 ms read timeout, not by the server closing after its 3 s silence.
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
-    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -716,16 +716,38 @@ fn not_enough_disk_space_is_refused_before_writing() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A TCP socket bound to a free 127.0.0.1 port but not listening: connections to the port are
+/// refused, and while the returned descriptor is open no other process can take the port (a
+/// listener bound and closed again would leave it free for anyone).
+fn port_nobody_listens_on() -> (u16, std::os::fd::OwnedFd) {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain socket calls on a descriptor this function owns; `addr` and `len` describe
+    // a valid `sockaddr_in`.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let fd = std::os::fd::OwnedFd::from_raw_fd(fd);
+        let mut addr: libc::sockaddr_in = std::mem::zeroed();
+        addr.sin_family = libc::AF_INET as libc::sa_family_t;
+        addr.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+        let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        let p = &mut addr as *mut libc::sockaddr_in as *mut libc::sockaddr;
+        use std::os::fd::AsRawFd;
+        assert_eq!(libc::bind(fd.as_raw_fd(), p, len), 0, "bind");
+        assert_eq!(
+            libc::getsockname(fd.as_raw_fd(), p, &mut len),
+            0,
+            "getsockname"
+        );
+        (u16::from_be(addr.sin_port), fd)
+    }
+}
+
 #[test]
 fn connection_refused_is_one_clear_line_from_the_binary() {
     let dir = scratch("refused");
-    // A port nobody listens on: bind, note it, close.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let out = Command::new(env!("CARGO_BIN_EXE_sg2im"))
+    let (port, _held) = port_nobody_listens_on();
+    let out = sg2im_cmd()
         .args(["download", "models", "--retries", "0", "--output_dir"])
         .arg(&dir)
         .args(["--base_url", &format!("http://127.0.0.1:{port}")])
@@ -783,7 +805,7 @@ fn vg_through_the_binary_gives_the_original_layout() {
         ),
     ];
     let server = Server::start(routes, 8);
-    let out = Command::new(env!("CARGO_BIN_EXE_sg2im"))
+    let out = sg2im_cmd()
         .args(["download", "vg", "--delete_archives", "--output_dir"])
         .arg(&dir)
         .env("SG2IM_DOWNLOAD_BASE_URL", &server.base)
@@ -824,7 +846,7 @@ fn vg_through_the_binary_gives_the_original_layout() {
 #[test]
 fn dry_run_lists_every_url_and_touches_nothing() {
     let dir = scratch("dry").join("not-created");
-    let out = Command::new(env!("CARGO_BIN_EXE_sg2im"))
+    let out = sg2im_cmd()
         .args([
             "download",
             "models",
@@ -843,7 +865,24 @@ fn dry_run_lists_every_url_and_touches_nothing() {
         String::from_utf8_lossy(&out.stderr)
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(stdout.lines().count(), 27, "{stdout}");
+    // One `fetch` line per file: `--ablated` asks for the 12 models of
+    // download_ablated_models.sh (into the output folder), `--full` for the 15 of
+    // download_full_models.sh (the 3 main models and the 12 ablations, unstripped, into
+    // `full/`); the 3 main stripped models of download_models.sh are not asked for.
+    let lines: Vec<&str> = stdout.lines().collect();
+    let prefix = "fetch      http://127.0.0.1:9/mirror/sg2im-data/";
+    assert!(lines.iter().all(|l| l.starts_with(prefix)), "{stdout}");
+    let count = |folder: &str| {
+        lines
+            .iter()
+            .filter(|l| l[prefix.len()..].starts_with(folder))
+            .count()
+    };
+    assert_eq!(
+        (count("small/"), count("full/"), lines.len()),
+        (12, 15, 27),
+        "{stdout}"
+    );
     let want = format!(
         "fetch      http://127.0.0.1:9/mirror/sg2im-data/full/vg128.pt -> {}",
         dir.join("full/vg128.pt").display()
@@ -851,7 +890,7 @@ fn dry_run_lists_every_url_and_touches_nothing() {
     assert!(stdout.lines().any(|l| l == want), "{stdout}");
     assert!(!dir.exists());
 
-    let out = Command::new(env!("CARGO_BIN_EXE_sg2im"))
+    let out = sg2im_cmd()
         .args(["download", "coco", "--full"])
         .output()
         .unwrap();

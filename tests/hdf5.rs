@@ -2,18 +2,12 @@
 //! `expected/*.h5`, produced by the original preprocess_vg.py) and their safetensors copies.
 //! Integer data, so every comparison is exact.
 
+mod common;
+
+use common::vg_fixture as fixture;
 use sg2im::io::hdf5::{Dtype, H5Reader, WriteData, write_file};
-use std::path::{Path, PathBuf};
 
-const FIXTURE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/fixtures/vg_preprocess"
-);
 const SPLITS: [&str; 3] = ["train", "test", "val"];
-
-fn fixture(p: &str) -> PathBuf {
-    Path::new(FIXTURE).join(p)
-}
 
 /// (name, shape, values) of every tensor of `expected/<split>_h5.safetensors`.
 fn safetensors_arrays(split: &str) -> Vec<(String, Vec<usize>, Vec<i32>)> {
@@ -73,8 +67,7 @@ fn h5py_files_read_exactly() {
 
 #[test]
 fn written_files_hold_the_fixture_datasets_exactly() {
-    let dir = std::env::temp_dir().join(format!("sg2im-h5-it-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch("written");
     for split in SPLITS {
         let arrays = safetensors_arrays(split);
         let paths = image_paths(split);
@@ -113,8 +106,7 @@ fn written_files_hold_the_fixture_datasets_exactly() {
 
 #[test]
 fn damaged_files_give_one_clear_error() {
-    let dir = std::env::temp_dir().join(format!("sg2im-h5-bad-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch("damaged");
     let good = std::fs::read(fixture("expected/val.h5")).unwrap();
 
     let p = dir.join("not.h5");

@@ -4,7 +4,10 @@
 //! `torch.save` format), and the layout / crop sampling against a naive per-pixel port of
 //! PyTorch 0.4's `grid_sample` (§6.2) written independently here.
 
+mod common;
+
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use common::{Shaped, assert_close, torch_fixture};
 use rand::{Rng, SeedableRng};
 use sg2im::io::model_file::{ModelBundle, load_any, save_model_file};
 use sg2im::model::bilinear::crop_bbox_batch;
@@ -17,11 +20,7 @@ use sg2im::vocab::Vocab;
 use std::collections::HashMap;
 
 fn vocab() -> Vocab {
-    Vocab::from_json_file(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/torch_parity/vocab.json"
-    ))
-    .unwrap()
+    Vocab::from_json_file(torch_fixture("vocab.json")).unwrap()
 }
 
 fn small(vocab: Vocab) -> Sg2ImConfig {
@@ -135,8 +134,7 @@ fn state_dict_keys_follow_the_original_for_every_option() {
 fn every_configuration_runs_and_round_trips_through_both_file_formats() {
     let device = Device::flex();
     let v = vocab();
-    let dir = std::env::temp_dir().join(format!("sg2im-configs-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch("configs");
     let mut configs = Vec::new();
     for (norm, mlp, pool, layers, mask, noise, size) in [
         (
@@ -415,16 +413,6 @@ fn naive_layout(
     out
 }
 
-#[track_caller]
-fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32) {
-    let worst = got
-        .iter()
-        .zip(want)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
-    assert!(worst <= atol, "{what}: max abs diff {worst}");
-}
-
 /// Tolerance 2e-5: both sides are float32 with different summation orders, values ≤ ~3.
 #[test]
 fn layouts_equal_a_naive_grid_sample_port() {
@@ -441,18 +429,20 @@ fn layouts_equal_a_naive_grid_sample_port() {
     let want = naive_layout(&vecs, d, &boxes, None, &o2i, n, h, w);
     assert_close(
         "boxes_to_layout",
-        &got.to_data().try_to_vec::<f32>().unwrap(),
-        &want,
+        &got,
+        &Shaped(&[n, d, h, w], &want),
         2e-5,
+        0.0,
     );
     let mt: Tensor<3> = Tensor::from_data(TensorData::new(masks.clone(), [o, m, m]), &device);
     let got = masks_to_layout(vt, &boxes, mt, &o2i, n, (h, w));
     let want = naive_layout(&vecs, d, &boxes, Some((&masks, m)), &o2i, n, h, w);
     assert_close(
         "masks_to_layout",
-        &got.to_data().try_to_vec::<f32>().unwrap(),
-        &want,
+        &got,
+        &Shaped(&[n, d, h, w], &want),
         2e-5,
+        0.0,
     );
 }
 
@@ -469,10 +459,7 @@ fn object_crops_equal_a_naive_grid_sample_port() {
     let b2i = [0i64, 0, 1, 1, 1];
     let it: Tensor<4> = Tensor::from_data(TensorData::new(imgs.clone(), [n, c, h, w]), &device);
     let idx: Tensor<1, Int> = Tensor::from_data(TensorData::new(b2i.to_vec(), [5]), &device);
-    let got = crop_bbox_batch(it, &boxes, idx, s, s)
-        .to_data()
-        .try_to_vec::<f32>()
-        .unwrap();
+    let got = crop_bbox_batch(it, &boxes, idx, s, s);
     let mut want = vec![0f32; 5 * c * s * s];
     for (k, b) in boxes.iter().enumerate() {
         let img = &imgs[b2i[k] as usize * c * h * w..(b2i[k] as usize + 1) * c * h * w];
@@ -502,5 +489,11 @@ fn object_crops_equal_a_naive_grid_sample_port() {
             }
         }
     }
-    assert_close("crop_bbox_batch", &got, &want, 2e-5);
+    assert_close(
+        "crop_bbox_batch",
+        &got,
+        &Shaped(&[5, c, s, s], &want),
+        2e-5,
+        0.0,
+    );
 }

@@ -12,73 +12,25 @@ use sg2im::io::torch::{PyValue, TorchDType, TorchTensor};
 use sg2im::model::generator::{Sg2Im, Sg2ImConfig};
 use sg2im::train::TrainArgs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::OnceLock;
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("sg2im-sample-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+mod common;
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use common::{TINY_FLAGS, assert_one_line_error, ok, s, scratch as tmp, sg2im};
 
-fn sg2im(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sg2im"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-#[track_caller]
-fn ok(out: Output) -> Output {
-    assert!(
-        out.status.success(),
-        "stdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-#[track_caller]
-fn assert_one_line_error(out: &Output, needles: &[&str]) {
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "one line expected: {err}"
-    );
-    for n in needles {
-        assert!(err.contains(n), "{n:?} not in {err:?}");
-    }
-}
-
-/// Flags of the tiny training run: 16×16 shapes, 4×4 masks, 8 validation scenes.
-const TRAIN_FLAGS: [&str; 20] = [
+/// The tiny training run (`common::TINY_FLAGS` and these): 16×16 shapes, 4×4 masks, 8
+/// validation scenes, two iterations.
+const SHAPES: [&str; 10] = [
     "--dataset=shapes",
-    "--image_size=16,16",
-    "--batch_size=4",
     "--shapes_num_train=8",
     "--shapes_num_val=8",
     "--num_val_samples=8",
     "--mask_size=4",
-    "--embedding_dim=8",
-    "--gconv_dim=8",
-    "--gconv_hidden_dim=16",
     "--gconv_num_layers=2",
-    "--refinement_network_dims=16,8",
     "--layout_noise_dim=4",
-    "--d_obj_arch=C3-8-2,C3-16-2",
-    "--d_img_arch=C3-8-2,C3-16-2",
-    "--crop_size=8",
     "--num_iterations=2",
     "--checkpoint_every=2",
-    "--progress=0",
     "--seed=3",
 ];
 
@@ -88,11 +40,9 @@ fn trained() -> &'static Path {
     CKPT.get_or_init(|| {
         let dir = tmp("train");
         let out = dir.join("run");
-        let mut args: Vec<String> = vec!["train".into()];
-        args.extend(TRAIN_FLAGS.iter().map(|f| f.to_string()));
-        args.push(format!("--output_dir={}", out.display()));
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        ok(sg2im(&refs));
+        let mut args = vec!["train".to_string()];
+        args.extend(common::tiny_flags(&out, &SHAPES));
+        ok(sg2im(&args));
         let ckpt = out.join("checkpoint_with_model.safetensors");
         assert!(ckpt.exists());
         ckpt
@@ -292,12 +242,22 @@ fn gt_boxes_change_the_images_but_not_the_predictions_and_runs_repeat() {
     let (ra, rgt) = (record(&a), record(&gt));
     assert_eq!(field(&ra, "boxes_pred"), field(&rgt, "boxes_pred"));
     let (ia, igt) = (read_all(&a.join("images")), read_all(&gt.join("images")));
+    assert_eq!((ia.len(), igt.len()), (8, 8));
     assert!(
         ia.iter().zip(&igt).all(|(x, y)| x != y),
         "--use_gt_boxes left some images unchanged"
     );
     // Train mode normalises with batch statistics.
     assert_ne!(ia, read_all(&train.join("images")));
+    // Another seed draws other layout noise (the model has layout_noise_dim 4).
+    let other = dir.join("seed1");
+    sample(trained(), &other, &["--seed", "1"]);
+    let io = read_all(&other.join("images"));
+    assert_eq!(io.len(), 8);
+    // Image 0 of this two-iteration model is blank (every pixel 0) under either seed; the
+    // other seven must change.
+    let differ = ia.iter().zip(&io).filter(|(x, y)| x != y).count();
+    assert!(differ >= 7, "--seed 1 changed only {differ} of 8 images");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -377,7 +337,7 @@ fn a_model_without_mask_network_records_none_masks() {
     let device = burn::tensor::Device::flex();
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(5);
     let model = Sg2Im::init(&cfg, &device, &mut rng).unwrap();
-    let mut flags: Vec<&str> = TRAIN_FLAGS.to_vec();
+    let mut flags: Vec<&str> = TINY_FLAGS.iter().chain(&SHAPES).copied().collect();
     flags.push("--mask_size=4"); // the dataset still has masks
     let args = TrainArgs::parse_from(flags).unwrap().to_json();
     let ckpt = dir.join("nomask.safetensors");
@@ -460,34 +420,18 @@ fn missing_files_are_one_line_errors_naming_the_file_and_flag() {
 
 /// Tiny networks for the COCO and VG runs (two iterations).
 fn tiny_real(out: &Path) -> Vec<String> {
-    [
-        "--image_size=16,16",
-        "--batch_size=4",
-        "--num_val_samples=4",
-        "--mask_size=4",
-        "--embedding_dim=8",
-        "--gconv_dim=8",
-        "--gconv_hidden_dim=16",
-        "--gconv_num_layers=1",
-        "--refinement_network_dims=16,8",
-        "--layout_noise_dim=2",
-        "--d_obj_arch=C3-8-2,C3-16-2",
-        "--d_img_arch=C3-8-2,C3-16-2",
-        "--crop_size=8",
-        "--checkpoint_every=2",
-        "--num_iterations=2",
-        "--progress=0",
-        "--tensorboard=0",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([format!("--output_dir={}", out.display())])
-    .collect()
-}
-
-fn run_owned(args: Vec<String>) -> Output {
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    sg2im(&refs)
+    common::tiny_flags(
+        out,
+        &[
+            "--num_val_samples=4",
+            "--mask_size=4",
+            "--gconv_num_layers=1",
+            "--layout_noise_dim=2",
+            "--checkpoint_every=2",
+            "--num_iterations=2",
+            "--tensorboard=0",
+        ],
+    )
 }
 
 #[test]
@@ -530,7 +474,7 @@ fn samples_coco_files_with_the_checkpoints_dataset_options() {
         train.push(format!("{flag}={}", path.display()));
     }
     train.extend(tiny_real(&run));
-    ok(run_owned(train));
+    ok(sg2im(&train));
     let ckpt = run.join("checkpoint_with_model.safetensors");
     let sample_flags = |ckpt: &Path, out: &Path| -> Vec<String> {
         [
@@ -559,7 +503,7 @@ fn samples_coco_files_with_the_checkpoints_dataset_options() {
         .collect()
     };
     let out = dir.join("out");
-    ok(run_owned(sample_flags(&ckpt, &out)));
+    ok(sg2im(&sample_flags(&ckpt, &out)));
 
     // What the loader gives for the checkpoint's options (mask 4, stuff only, no "other").
     let ds = CocoSceneGraphDataset::new(CocoConfig {
@@ -586,7 +530,7 @@ fn samples_coco_files_with_the_checkpoints_dataset_options() {
     }
 
     // A shapes model on COCO data: the vocabularies do not fit.
-    let bad = run_owned(sample_flags(trained(), &dir.join("bad")));
+    let bad = sg2im(&sample_flags(trained(), &dir.join("bad")));
     assert_one_line_error(
         &bad,
         &[
@@ -616,7 +560,7 @@ fn samples_preprocessed_visual_genome_without_gt_masks() {
     let h5 = dir.join("h5");
     std::fs::create_dir_all(&h5).unwrap();
     let r = |name: &str| raw.join(name).display().to_string();
-    ok(run_owned(vec![
+    ok(sg2im(&[
         "preprocess-vg".into(),
         format!("--splits_json={}", r("vg_splits.json")),
         format!("--images_json={}", r("image_data.json")),
@@ -643,7 +587,7 @@ fn samples_preprocessed_visual_genome_without_gt_masks() {
         format!("--vocab_json={}", h5.join("vocab.json").display()),
     ];
     train.extend(tiny_real(&run));
-    ok(run_owned(train));
+    ok(sg2im(&train));
     let out = dir.join("out");
     // --dataset vg is the default.
     ok(sg2im(&[

@@ -2,17 +2,12 @@
 //! model (fixtures/torch_parity, see its README "Checkpoint formats"). Tensors must match
 //! `ref_small.safetensors` bit for bit: loading is a copy, so there is no tolerance.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+mod common;
+
+use common::torch_fixture as fixture;
 use sg2im::io::torch::{self, PyValue, TorchDType, TorchTensor};
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/torch_parity"
-    ))
-    .join(name)
-}
 
 fn read(name: &str) -> Vec<u8> {
     std::fs::read(fixture(name)).unwrap()
@@ -348,7 +343,7 @@ fn truncated_legacy_file_names_the_storage() {
 /// A small legacy file written by our writer: every strict prefix must be rejected.
 #[test]
 fn every_truncation_of_a_small_file_is_an_error() {
-    let value = small_value();
+    let value = common::small_torch_value();
     let bytes = torch::to_legacy_bytes(&value).unwrap();
     assert_eq!(torch::load_bytes(&bytes, "x.pt").unwrap(), value);
     for n in 0..bytes.len() {
@@ -393,7 +388,7 @@ fn garbage_never_panics() {
         }
     }
     // Random byte flips in a small valid file and in the pickle of a real one.
-    let small = torch::to_legacy_bytes(&small_value()).unwrap();
+    let small = torch::to_legacy_bytes(&common::small_torch_value()).unwrap();
     let real = read("ref_small_legacy.pt");
     for (bytes, span) in [(&small, small.len()), (&real, 4000)] {
         for _ in 0..3000 {
@@ -407,48 +402,15 @@ fn garbage_never_panics() {
     }
 }
 
-fn small_value() -> PyValue {
-    let s = |x: &str| PyValue::Str(x.to_string());
-    PyValue::Dict(vec![
-        (
-            s("model_kwargs"),
-            PyValue::Dict(vec![
-                (
-                    s("image_size"),
-                    PyValue::Tuple(vec![PyValue::Int(64), PyValue::Int(64)]),
-                ),
-                (s("lr"), PyValue::Float(-1.5e-4)),
-                (s("big"), PyValue::Int(-5_000_000_000)),
-                (s("none"), PyValue::None),
-                (s("flag"), PyValue::Bool(true)),
-            ]),
-        ),
-        (
-            s("model_state"),
-            PyValue::Dict(vec![
-                (
-                    s("w"),
-                    PyValue::Tensor(TorchTensor::from_f32(vec![2, 3], &[1., 2., 3., 4., 5., 6.])),
-                ),
-                (
-                    s("n"),
-                    PyValue::Tensor(TorchTensor::from_i64(vec![], &[1000])),
-                ),
-            ]),
-        ),
-    ])
-}
-
 #[test]
 fn writer_round_trips_the_real_checkpoint() {
     let v = torch::load(&fixture("ref_small_full_legacy.pt")).unwrap();
     let bytes = torch::to_legacy_bytes(&v).unwrap();
     assert_eq!(torch::load_bytes(&bytes, "rt.pt").unwrap(), v);
-    let dir = std::env::temp_dir().join(format!("torch_io_{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch("writer");
     let path = dir.join("small.pt");
-    torch::save_legacy(&path, &small_value()).unwrap();
-    assert_eq!(torch::load(&path).unwrap(), small_value());
+    torch::save_legacy(&path, &common::small_torch_value()).unwrap();
+    assert_eq!(torch::load(&path).unwrap(), common::small_torch_value());
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -486,4 +448,88 @@ fn state_dict_errors_name_the_key() {
     .unwrap_err()
     .to_string();
     assert_eq!(e, "m: key 'a' appears twice (with and without 'module.')");
+}
+
+/// Central-directory entries of a zip file: (name, offset of the entry). Offsets from the
+/// end-of-central-directory record (the fixtures need no zip64 values).
+fn central_directory(zip: &[u8]) -> Vec<(String, usize)> {
+    let u16_at = |at: usize| u16::from_le_bytes([zip[at], zip[at + 1]]) as usize;
+    let u32_at = |at: usize| u32::from_le_bytes(zip[at..at + 4].try_into().unwrap()) as usize;
+    let eocd = zip
+        .windows(4)
+        .rposition(|w| w == b"PK\x05\x06")
+        .expect("end of central directory");
+    let (count, mut at) = (u16_at(eocd + 10), u32_at(eocd + 16));
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
+        assert_eq!(&zip[at..at + 4], b"PK\x01\x02");
+        let name_len = u16_at(at + 28);
+        let name = String::from_utf8(zip[at + 46..at + 46 + name_len].to_vec()).unwrap();
+        out.push((name, at));
+        at += 46 + name_len + u16_at(at + 30) + u16_at(at + 32);
+    }
+    out
+}
+
+fn entry(cd: &[(String, usize)], name: &str) -> usize {
+    cd.iter().find(|(n, _)| n == name).unwrap().1
+}
+
+#[test]
+fn a_flipped_byte_in_a_tensor_fails_the_crc_check() {
+    let mut bytes = read("ref_small.pt");
+    assert!(torch::load_bytes(&bytes, "ok.pt").is_ok());
+    let cd = central_directory(&bytes);
+    let at = entry(&cd, "ref_small/data/1");
+    let header = u32::from_le_bytes(bytes[at + 42..at + 46].try_into().unwrap()) as usize;
+    let data = header
+        + 30
+        + u16::from_le_bytes([bytes[header + 26], bytes[header + 27]]) as usize
+        + u16::from_le_bytes([bytes[header + 28], bytes[header + 29]]) as usize;
+    // A byte in the middle of the stored tensor data (1,600 bytes): still a valid float.
+    bytes[data + 800] ^= 0x01;
+    let e = torch::load_bytes(&bytes, "flip.pt")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "flip.pt: zip entry ref_small/data/1: CRC-32 mismatch (the file is corrupt)"
+    );
+}
+
+#[test]
+fn a_central_directory_entry_pointing_at_another_member_is_refused() {
+    let mut bytes = read("ref_small.pt");
+    let cd = central_directory(&bytes);
+    // data/0 and data/6 are both 4,096 bytes: without the name check the redirected entry
+    // loads data/6's weights as storage 0, silently.
+    let (a, b) = (
+        entry(&cd, "ref_small/data/0"),
+        entry(&cd, "ref_small/data/6"),
+    );
+    // Entry data/0 takes data/6's CRC, sizes (offsets 16..28) and local header offset (42..46):
+    // consistent in every field but the member's name.
+    let fields: Vec<u8> = bytes[b + 16..b + 28].to_vec();
+    bytes[a + 16..a + 28].copy_from_slice(&fields);
+    let offset: Vec<u8> = bytes[b + 42..b + 46].to_vec();
+    bytes[a + 42..a + 46].copy_from_slice(&offset);
+    let e = torch::load_bytes(&bytes, "cd.pt").unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "cd.pt: zip entry ref_small/data/0: its local header names \"ref_small/data/6\" \
+         (corrupt central directory)"
+    );
+    // Through the binary: exit code 2 and that one line, no model written.
+    let dir = common::scratch("cd");
+    std::fs::write(dir.join("cd.pt"), &bytes).unwrap();
+    let out = common::sg2im(&[
+        "import-torch",
+        "--input",
+        common::s(&dir.join("cd.pt")),
+        "--output",
+        common::s(&dir.join("m.safetensors")),
+    ]);
+    common::assert_one_line_error(&out, &["cd.pt", "local header names"]);
+    assert!(!dir.join("m.safetensors").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -9,7 +9,10 @@
 //! `|a − b| ≤ atol + rtol·|b|`: intermediates atol 1e-5, rtol 1e-4; images and layouts atol 1e-4,
 //! rtol 1e-4; losses rtol 1e-5; gradients atol 1e-5, rtol 1e-3 (summed over many terms).
 
+mod common;
+
 use burn::tensor::{Device, Tensor, TensorData};
+use common::{assert_close, coco_like_vocab, torch_fixture as fixture};
 use indexmap::IndexMap;
 use sg2im::io::model_file::{NetState, load_any};
 use sg2im::io::safetensors_io::{RawTensor, read_safetensors};
@@ -17,15 +20,6 @@ use sg2im::model::generator::{GraphBatch, Sg2Im, Sg2ImConfig};
 use sg2im::model::params::{shapes, to_device};
 use sg2im::scene_graph::{encode, read_scene_graphs};
 use sg2im::vocab::Vocab;
-use std::path::PathBuf;
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/torch_parity"
-    ))
-    .join(name)
-}
 
 fn load_fixture(name: &str) -> IndexMap<String, RawTensor> {
     read_safetensors(fixture(name)).expect("fixture readable").0
@@ -35,24 +29,9 @@ fn data_f32<const D: usize>(t: &Tensor<D>) -> Vec<f32> {
     t.to_data().convert::<f32>().try_to_vec::<f32>().unwrap()
 }
 
-#[track_caller]
-fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let mut worst = (0.0f32, 0usize);
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let err = (g - w).abs();
-        let excess = err - (atol + rtol * w.abs());
-        if excess > worst.0 || !g.is_finite() {
-            worst = (excess.max(f32::MIN_POSITIVE), i);
-        }
-    }
-    assert!(
-        worst.0 <= 0.0,
-        "{what}: element {} differs: got {}, want {} (atol {atol}, rtol {rtol})",
-        worst.1,
-        got[worst.1],
-        want[worst.1]
-    );
+/// With its shape, for [`assert_close`] against the fixture's tensors.
+fn raw<const D: usize>(t: &Tensor<D>) -> RawTensor {
+    RawTensor::from_data(&t.to_data())
 }
 
 fn vocab() -> Vocab {
@@ -125,7 +104,7 @@ fn scene_graph_encoding_matches_encode_scene_graphs() {
 fn eval_outputs_match_for_every_checkpoint_format() {
     let device = Device::flex();
     let out = load_fixture("outputs.safetensors");
-    let want = |k: &str| out[k].to_f32();
+    let want = |k: &str| &out[k];
     for file in [
         "ref_small.pt",
         "ref_small_legacy.pt",
@@ -143,53 +122,48 @@ fn eval_outputs_match_for_every_checkpoint_format() {
 
             let pred = model.forward(&g, None, None, None);
             for (k, t) in [
-                ("pred.boxes_pred", data_f32(&pred.boxes_pred)),
-                (
-                    "pred.masks_pred",
-                    data_f32(pred.masks_pred.as_ref().unwrap()),
-                ),
-                (
-                    "pred.mask_scores",
-                    data_f32(pred.mask_scores.as_ref().unwrap()),
-                ),
-                ("pred.rel_scores", data_f32(&pred.rel_scores)),
-                ("pred.obj_vecs_gconv0", data_f32(&pred.obj_vecs_gconv0)),
-                ("pred.pred_vecs_gconv0", data_f32(&pred.pred_vecs_gconv0)),
-                ("pred.obj_vecs", data_f32(&pred.obj_vecs)),
-                ("pred.pred_vecs", data_f32(&pred.pred_vecs)),
+                ("pred.boxes_pred", raw(&pred.boxes_pred)),
+                ("pred.masks_pred", raw(pred.masks_pred.as_ref().unwrap())),
+                ("pred.mask_scores", raw(pred.mask_scores.as_ref().unwrap())),
+                ("pred.rel_scores", raw(&pred.rel_scores)),
+                ("pred.obj_vecs_gconv0", raw(&pred.obj_vecs_gconv0)),
+                ("pred.pred_vecs_gconv0", raw(&pred.pred_vecs_gconv0)),
+                ("pred.obj_vecs", raw(&pred.obj_vecs)),
+                ("pred.pred_vecs", raw(&pred.pred_vecs)),
             ] {
                 assert_close(&ctx(k), &t, &want(&format!("{set}.{k}")), 1e-5, 1e-4);
             }
             assert_close(
                 &ctx("pred.layout"),
-                &data_f32(&pred.layout),
+                &raw(&pred.layout),
                 &want(&format!("{set}.pred.layout")),
                 1e-4,
                 1e-4,
             );
             assert_close(
                 &ctx("pred.imgs_pred"),
-                &data_f32(&pred.imgs),
+                &raw(&pred.imgs),
                 &want(&format!("{set}.pred.imgs_pred")),
                 1e-4,
                 1e-4,
             );
 
             let boxes_gt: Vec<[f32; 4]> = want(&format!("{set}.boxes_gt"))
+                .to_f32()
                 .chunks(4)
                 .map(|c| [c[0], c[1], c[2], c[3]])
                 .collect();
             let gtbox = model.forward(&g, Some(&boxes_gt), None, None);
             assert_close(
                 &ctx("gtbox.layout"),
-                &data_f32(&gtbox.layout),
+                &raw(&gtbox.layout),
                 &want(&format!("{set}.gtbox.layout")),
                 1e-4,
                 1e-4,
             );
             assert_close(
                 &ctx("gtbox.imgs_pred"),
-                &data_f32(&gtbox.imgs),
+                &raw(&gtbox.imgs),
                 &want(&format!("{set}.gtbox.imgs_pred")),
                 1e-4,
                 1e-4,
@@ -201,14 +175,14 @@ fn eval_outputs_match_for_every_checkpoint_format() {
             let gtbm = model.forward(&g, Some(&boxes_gt), Some(masks), None);
             assert_close(
                 &ctx("gtboxmask.layout"),
-                &data_f32(&gtbm.layout),
+                &raw(&gtbm.layout),
                 &want(&format!("{set}.gtboxmask.layout")),
                 1e-4,
                 1e-4,
             );
             assert_close(
                 &ctx("gtboxmask.imgs_pred"),
-                &data_f32(&gtbm.imgs),
+                &raw(&gtbm.imgs),
                 &want(&format!("{set}.gtboxmask.imgs_pred")),
                 1e-4,
                 1e-4,
@@ -229,39 +203,6 @@ fn read_keys(file: &str, prefix: &str) -> Vec<(String, Vec<usize>)> {
             (!key.ends_with("num_batches_tracked")).then_some((key, shape))
         })
         .collect()
-}
-
-fn coco_like_vocab(num_objs: usize) -> Vocab {
-    let mut names: Vec<String> = (0..num_objs).map(|i| format!("obj{i}")).collect();
-    names[0] = "__image__".into();
-    let preds: Vec<String> = [
-        "__in_image__",
-        "left of",
-        "right of",
-        "above",
-        "below",
-        "inside",
-        "surrounding",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    Vocab {
-        object_name_to_idx: names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.clone(), i as i64))
-            .collect(),
-        object_idx_to_name: names,
-        attribute_name_to_idx: None,
-        attribute_idx_to_name: None,
-        pred_name_to_idx: preds
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.clone(), i as i64))
-            .collect(),
-        pred_idx_to_name: preds,
-    }
 }
 
 #[test]
@@ -334,20 +275,26 @@ fn discriminators_state_dicts_match_the_original() {
 fn train_case(case: &str, with_masks: bool) {
     let device = Device::flex().autodiff();
     let tp = load_fixture("train_parity.safetensors");
-    let f = |k: &str| tp[k].to_f32();
+    let f = |k: &str| &tp[k];
     let objs = tp["batch.objs"].to_i64();
     let tr = tp["batch.triples"].to_i64();
     let triples: Vec<[i64; 3]> = tr.chunks(3).map(|c| [c[0], c[1], c[2]]).collect();
     let o2i = tp["batch.obj_to_img"].to_i64();
     let boxes: Vec<[f32; 4]> = f("batch.boxes")
+        .to_f32()
         .chunks(4)
         .map(|c| [c[0], c[1], c[2], c[3]])
         .collect();
-    let imgs: Tensor<4> =
-        Tensor::from_data(TensorData::new(f("batch.imgs"), [3, 3, 32, 32]), &device);
-    let boxes_t: Tensor<2> = Tensor::from_data(TensorData::new(f("batch.boxes"), [15, 4]), &device);
-    let masks: Tensor<3> =
-        Tensor::from_data(TensorData::new(f("batch.masks"), [15, 8, 8]), &device);
+    let imgs: Tensor<4> = Tensor::from_data(
+        TensorData::new(f("batch.imgs").to_f32(), [3, 3, 32, 32]),
+        &device,
+    );
+    let boxes_t: Tensor<2> =
+        Tensor::from_data(TensorData::new(f("batch.boxes").to_f32(), [15, 4]), &device);
+    let masks: Tensor<3> = Tensor::from_data(
+        TensorData::new(f("batch.masks").to_f32(), [15, 8, 8]),
+        &device,
+    );
 
     // Three passes from the same weights: total loss, then L1 and box MSE alone (gradient norms).
     let run = |which: &str| {
@@ -374,35 +321,35 @@ fn train_case(case: &str, with_masks: bool) {
     let c = |k: &str| format!("{case}.{k}");
     assert_close(
         &c("imgs_pred"),
-        &data_f32(&out.imgs),
+        &raw(&out.imgs),
         &f(&c("imgs_pred")),
         1e-4,
         1e-4,
     );
     assert_close(
         &c("layout"),
-        &data_f32(&out.layout),
+        &raw(&out.layout),
         &f(&c("layout")),
         1e-4,
         1e-4,
     );
     assert_close(
         &c("boxes_pred"),
-        &data_f32(&out.boxes_pred),
+        &raw(&out.boxes_pred),
         &f(&c("boxes_pred")),
         1e-5,
         1e-4,
     );
     assert_close(
         &c("masks_pred"),
-        &data_f32(out.masks_pred.as_ref().unwrap()),
+        &raw(out.masks_pred.as_ref().unwrap()),
         &f(&c("masks_pred")),
         1e-5,
         1e-4,
     );
     assert_close(
         &c("obj_vecs"),
-        &data_f32(&out.obj_vecs),
+        &raw(&out.obj_vecs),
         &f(&c("obj_vecs")),
         1e-5,
         1e-4,
@@ -498,4 +445,87 @@ fn train_mode_forward_losses_gradients_and_running_stats_coco() {
 #[test]
 fn train_mode_forward_losses_gradients_and_running_stats_vg() {
     train_case("train_vg", false);
+}
+
+/// The shared comparison itself: NaN, infinities, a shape or length mismatch and an element
+/// outside `atol + rtol·|want|` each fail; values inside pass.
+#[test]
+fn the_comparison_helper_fails_on_nan_shape_and_tolerance() {
+    use common::Shaped;
+    let fails = |f: &dyn Fn()| std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err();
+    let want = [1.0f32, -2.0, 3.0, 4.0];
+    assert!(!fails(&|| assert_close(
+        "ok",
+        &[1.0f32, -2.0, 3.00005, 4.0],
+        &want,
+        1e-4,
+        0.0
+    )));
+    assert!(!fails(&|| assert_close(
+        "rtol",
+        &[1.0f32, -2.0, 3.0, 4.0002],
+        &want,
+        0.0,
+        1e-4
+    )));
+    assert!(fails(&|| assert_close(
+        "tol",
+        &[1.0f32, -2.0, 3.001, 4.0],
+        &want,
+        1e-4,
+        1e-4
+    )));
+    assert!(fails(&|| assert_close(
+        "nan",
+        &[1.0f32, f32::NAN, 3.0, 4.0],
+        &want,
+        1.0,
+        1.0
+    )));
+    assert!(fails(&|| assert_close(
+        "all nan",
+        &[f32::NAN; 4],
+        &want,
+        1e9,
+        1e9
+    )));
+    assert!(fails(&|| assert_close(
+        "inf",
+        &[1.0f32, -2.0, f32::INFINITY, 4.0],
+        &want,
+        1e9,
+        0.0
+    )));
+    assert!(fails(&|| assert_close(
+        "nan want",
+        &want,
+        &[1.0f32, -2.0, 3.0, f32::NAN],
+        1e9,
+        0.0
+    )));
+    assert!(fails(&|| assert_close(
+        "empty",
+        &[0.0f32; 0],
+        &want,
+        1e9,
+        0.0
+    )));
+    assert!(fails(&|| {
+        assert_close(
+            "shape",
+            &Shaped(&[2, 2], &want),
+            &Shaped(&[4, 1], &want),
+            0.0,
+            0.0,
+        )
+    }));
+    assert!(!fails(&|| {
+        assert_close(
+            "shape",
+            &Shaped(&[2, 2], &want),
+            &Shaped(&[2, 2], &want),
+            0.0,
+            0.0,
+        )
+    }));
 }

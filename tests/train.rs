@@ -2,51 +2,35 @@
 //! resume, atomic checkpoint writes under a kill, the files a run leaves, and `strip-checkpoint`,
 //! `print-args` and `run` on its checkpoint.
 
+mod common;
+
+use common::{scratch, sg2im_cmd as sg2im};
 use serde_json::Value;
 use sg2im::train::checkpoint::{ABORT_HOOK_ENV, Checkpoint, checkpoint_paths};
 use sg2im::train::{TrainArgs, train};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sg2im-train-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// 16×16 images, networks of a few thousand parameters, 8 batches of 4 per epoch, both
+/// The tiny networks of `common::TINY_FLAGS` on 8 batches of 4 shapes scenes per epoch, both
 /// discriminators, mask loss on, 2 loader workers.
+const SHAPES: [&str; 14] = [
+    "--dataset=shapes",
+    "--shapes_num_train=32",
+    "--shapes_num_val=8",
+    "--num_val_samples=8",
+    "--mask_size=4",
+    "--mask_loss_weight=0.1",
+    "--gconv_num_layers=2",
+    "--layout_noise_dim=4",
+    "--learning_rate=1e-3",
+    "--loader_num_workers=2",
+    "--print_every=1",
+    "--checkpoint_every=6",
+    "--num_iterations=18",
+    "--seed=7",
+];
+
 fn tiny_flags(out: &Path) -> Vec<String> {
-    let flags = [
-        "--dataset=shapes",
-        "--image_size=16,16",
-        "--batch_size=4",
-        "--shapes_num_train=32",
-        "--shapes_num_val=8",
-        "--num_val_samples=8",
-        "--mask_size=4",
-        "--mask_loss_weight=0.1",
-        "--embedding_dim=8",
-        "--gconv_dim=8",
-        "--gconv_hidden_dim=16",
-        "--gconv_num_layers=2",
-        "--refinement_network_dims=16,8",
-        "--layout_noise_dim=4",
-        "--d_obj_arch=C3-8-2,C3-16-2",
-        "--d_img_arch=C3-8-2,C3-16-2",
-        "--crop_size=8",
-        "--learning_rate=1e-3",
-        "--loader_num_workers=2",
-        "--print_every=1",
-        "--checkpoint_every=6",
-        "--num_iterations=18",
-        "--progress=0",
-        "--seed=7",
-    ];
-    let mut v: Vec<String> = flags.iter().map(|s| s.to_string()).collect();
-    v.push(format!("--output_dir={}", out.display()));
-    v
+    common::tiny_flags(out, &SHAPES)
 }
 
 fn args(out: &Path, extra: &[&str]) -> TrainArgs {
@@ -165,10 +149,6 @@ fn resume_is_exact(name: &str, extra: &[&str]) {
     assert!(Checkpoint::load(&no_b).unwrap().weights.is_none());
     std::fs::remove_dir_all(&a).unwrap();
     std::fs::remove_dir_all(&b).unwrap();
-}
-
-fn sg2im() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_sg2im"))
 }
 
 #[test]

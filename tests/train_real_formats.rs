@@ -1,56 +1,31 @@
 //! `sg2im train --dataset coco` and `--dataset vg` end to end on files in the real on-disk
 //! formats, written by `sg2im make-synthetic` (and, for VG, `sg2im preprocess-vg`).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sg2im-train-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use common::{ok, scratch};
+use std::path::Path;
 
+/// Runs `sg2im ARGS…`, asserts success and returns stdout.
 fn sg2im(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_sg2im"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "sg2im {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    String::from_utf8_lossy(&ok(common::sg2im(args)).stdout).into_owned()
 }
 
 /// Tiny networks; 4 iterations (part of an epoch), a checkpoint at t = 4.
 fn tiny(out: &Path) -> Vec<String> {
-    [
-        "--image_size=16,16",
-        "--batch_size=4",
-        "--num_val_samples=4",
-        "--embedding_dim=8",
-        "--gconv_dim=8",
-        "--gconv_hidden_dim=16",
-        "--gconv_num_layers=1",
-        "--refinement_network_dims=16,8",
-        "--layout_noise_dim=2",
-        "--d_obj_arch=C3-8-2,C3-16-2",
-        "--d_img_arch=C3-8-2,C3-16-2",
-        "--crop_size=8",
-        "--loader_num_workers=2",
-        "--print_every=2",
-        "--checkpoint_every=4",
-        "--num_iterations=4",
-        "--progress=0",
-        "--tensorboard=0",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([format!("--output_dir={}", out.display())])
-    .collect()
+    common::tiny_flags(
+        out,
+        &[
+            "--num_val_samples=4",
+            "--gconv_num_layers=1",
+            "--layout_noise_dim=2",
+            "--loader_num_workers=2",
+            "--print_every=2",
+            "--checkpoint_every=4",
+            "--num_iterations=4",
+            "--tensorboard=0",
+        ],
+    )
 }
 
 fn p(path: &Path) -> String {

@@ -9,21 +9,12 @@
 
 mod common;
 
-use common::{f32s, i64s};
+use common::{f32s, i64s, vg_fixture as fixture};
 use serde_json::Value;
 use sg2im::data::SceneGraphDataset;
-use sg2im::data::preprocess_vg::{PreprocessVgConfig, preprocess_vg};
+use sg2im::data::preprocess_vg::preprocess_vg;
 use sg2im::data::vg::{VgConfig, VgSceneGraphDataset, cpython_int_set_order, dump_safetensors};
-use std::path::{Path, PathBuf};
-
-const FIXTURE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/fixtures/vg_preprocess"
-);
-
-fn fixture(p: &str) -> PathBuf {
-    Path::new(FIXTURE).join(p)
-}
+use std::path::PathBuf;
 
 fn config(h5: PathBuf, use_orphans: bool) -> VgConfig {
     VgConfig {
@@ -115,23 +106,8 @@ fn items_match_the_original_on_its_own_h5() {
 #[test]
 fn items_match_the_original_on_our_preprocessed_h5() {
     // Files from our preprocess-vg feed the loader exactly as the original's do.
-    let out = std::env::temp_dir().join(format!("sg2im-vgload-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
-    let cfg = PreprocessVgConfig {
-        splits_json: fixture("raw/vg_splits_subset.json"),
-        images_json: fixture("raw/image_data.json"),
-        objects_json: fixture("raw/objects.json"),
-        attributes_json: fixture("raw/attributes.json"),
-        object_aliases: fixture("raw/object_alias.txt"),
-        relationship_aliases: fixture("raw/relationship_alias.txt"),
-        relationships_json: fixture("raw/relationships.json"),
-        min_object_instances: 10,
-        min_attribute_instances: 10,
-        min_relationship_instances: 5,
-        output_vocab_json: out.join("vocab.json"),
-        output_h5_dir: out.clone(),
-        ..PreprocessVgConfig::default()
-    };
+    let out = common::scratch("preprocessed");
+    let cfg = common::vg_fixture_config(&out);
     preprocess_vg(&cfg, &mut Vec::new()).unwrap();
     let exp = Expected::load();
     let mut c = config(out.join("train.h5"), true);
@@ -205,8 +181,7 @@ fn missing_image_names_the_file() {
 #[test]
 fn dump_writes_every_item_under_its_index() {
     // An image directory where every h5 path exists (all the same JPEG), so all items load.
-    let dir = std::env::temp_dir().join(format!("sg2im-vgdump-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = common::scratch("dump");
     let paths = sg2im::io::hdf5::H5Reader::open(fixture("expected/train.h5"))
         .unwrap()
         .read_strings("image_paths")
@@ -217,7 +192,7 @@ fn dump_writes_every_item_under_its_index() {
         std::fs::copy(fixture("loader/images/VG_100K/285706.jpg"), dst).unwrap();
     }
     let out = dir.join("dump.safetensors");
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_sg2im"))
+    let status = common::sg2im_cmd()
         .args(["dump-dataset", "vg", "--h5"])
         .arg(fixture("expected/train.h5"))
         .arg("--vocab_json")
@@ -265,5 +240,172 @@ fn dump_writes_every_item_under_its_index() {
             [s.triples.len(), 3]
         );
     }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `sg2im dump-dataset vg` against the original's items (not only against the library): the
+/// recorded items among the first rows, drawn with the recorded seeds (`seed + i`, as the dump
+/// draws item `i`). Rows without a recorded image get a stand-in JPEG; they are not compared.
+#[test]
+fn dump_cli_items_equal_the_originals() {
+    let exp = Expected::load();
+    let st = safetensors::SafeTensors::deserialize(&exp.bytes).unwrap();
+    let dir = common::scratch("dump-vs-original");
+    let paths = sg2im::io::hdf5::H5Reader::open(fixture("expected/train.h5"))
+        .unwrap()
+        .read_strings("image_paths")
+        .unwrap();
+    for p in &paths {
+        let real = fixture("loader/images").join(p);
+        let src = if real.exists() {
+            real
+        } else {
+            fixture("loader/images/VG_100K/285706.jpg")
+        };
+        let dst = dir.join("images").join(p);
+        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(src, dst).unwrap();
+    }
+    let mut compared = 0;
+    for (config, seed, orphans, rows) in [("default", 1000, "1", 24), ("no_orphans", 2000, "0", 19)]
+    {
+        let out = dir.join(format!("{config}.safetensors"));
+        common::ok(common::sg2im(&[
+            "dump-dataset",
+            "vg",
+            "--h5",
+            common::s(&fixture("expected/train.h5")),
+            "--vocab_json",
+            common::s(&fixture("expected/vocab.json")),
+            "--image_dir",
+            common::s(&dir.join("images")),
+            "--image_size",
+            "64,64",
+            "--max_samples",
+            &rows.to_string(),
+            "--seed",
+            &seed.to_string(),
+            "--vg_use_orphaned_objects",
+            orphans,
+            "--output",
+            common::s(&out),
+        ]));
+        let bytes = std::fs::read(&out).unwrap();
+        let dump = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        for item in exp.meta["items"][config].as_array().unwrap() {
+            let i = item["h5_index"].as_u64().unwrap();
+            if i >= rows {
+                continue;
+            }
+            assert_eq!(item["python_random_seed"].as_u64().unwrap(), seed + i);
+            let (ours, theirs) = (format!("{i:04}"), format!("{config}/{i:04}"));
+            for f in ["objs", "triples"] {
+                let want = i64s(&st, &format!("{theirs}/{f}"));
+                assert_eq!(i64s(&dump, &format!("{ours}/{f}")), want, "{theirs}/{f}");
+            }
+            for f in ["boxes", "image"] {
+                let want = f32s(&st, &format!("{theirs}/{f}"));
+                // Exact, as check_items: the same float32 operations as the original.
+                assert_eq!(f32s(&dump, &format!("{ours}/{f}")), want, "{theirs}/{f}");
+            }
+            let o = item["O"].as_u64().unwrap() as usize;
+            assert_eq!(
+                dump.tensor(&format!("{ours}/boxes")).unwrap().shape(),
+                [o, 4]
+            );
+            compared += 1;
+        }
+    }
+    // default: rows 5, 8, 10, 19 (deterministic) and 15 (seeded); no_orphans: rows 0 and 18.
+    assert_eq!(compared, 7);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `expected/train.h5`'s loader datasets rewritten to `path` with one value changed:
+/// `dataset[row, col] = value`.
+fn h5_with(path: &std::path::Path, dataset: &str, row: usize, col: usize, value: i32) {
+    use sg2im::io::hdf5::{H5Reader, WriteData, write_file};
+    let r = H5Reader::open(fixture("expected/train.h5")).unwrap();
+    let names = [
+        "object_names",
+        "object_boxes",
+        "objects_per_image",
+        "relationship_subjects",
+        "relationship_predicates",
+        "relationship_objects",
+        "relationships_per_image",
+    ];
+    let mut arrays: Vec<(Vec<u64>, Vec<i32>)> = names
+        .iter()
+        .map(|n| {
+            let a = r.read_i32(n).unwrap();
+            (a.shape.iter().map(|&d| d as u64).collect(), a.data)
+        })
+        .collect();
+    let k = names.iter().position(|n| *n == dataset).unwrap();
+    let cols = arrays[k].0[1] as usize;
+    arrays[k].1[row * cols + col] = value;
+    let paths = r.read_strings("image_paths").unwrap();
+    let mut datasets: Vec<(&str, WriteData)> = names
+        .iter()
+        .zip(&arrays)
+        .map(|(n, (shape, data))| (*n, WriteData::I32 { shape, data }))
+        .collect();
+    datasets.push(("image_paths", WriteData::VlenStr(&paths)));
+    write_file(path, &datasets).unwrap();
+}
+
+/// Object and predicate indices outside the vocabulary are refused when the file is opened
+/// (they would index the embedding tables), in the style of the other index checks.
+#[test]
+fn out_of_vocabulary_object_and_predicate_indices_are_refused() {
+    let dir = common::scratch("oov");
+    let h5 = dir.join("bad.h5");
+    // Row 5 has objects and relationships (item 5 of the default config); expected/vocab.json
+    // has 43 objects and 18 predicates.
+    for (dataset, value, want) in [
+        (
+            "object_names",
+            -1,
+            "object_names[5, 0] = -1 is outside 0..43",
+        ),
+        (
+            "object_names",
+            i32::MAX,
+            "object_names[5, 0] = 2147483647 is outside 0..43",
+        ),
+        (
+            "relationship_predicates",
+            -1,
+            "relationship_predicates[5, 0] = -1 is outside 0..18",
+        ),
+        (
+            "relationship_predicates",
+            i32::MAX,
+            "relationship_predicates[5, 0] = 2147483647 is outside 0..18",
+        ),
+    ] {
+        h5_with(&h5, dataset, 5, 0, value);
+        let e = VgSceneGraphDataset::new(config(h5.clone(), true))
+            .err()
+            .unwrap_or_else(|| panic!("{dataset} = {value} accepted"))
+            .to_string();
+        assert!(e.starts_with(&format!("{}: ", h5.display())), "{e}");
+        assert!(e.contains(want), "{want:?} not in {e:?}");
+    }
+    // Through the binary: one line, exit code 2.
+    let out = common::sg2im(&[
+        "dump-dataset",
+        "vg",
+        "--h5",
+        common::s(&h5),
+        "--vocab_json",
+        common::s(&fixture("expected/vocab.json")),
+        "--image_dir",
+        common::s(&fixture("loader/images")),
+        "--output",
+        common::s(&dir.join("d.safetensors")),
+    ]);
+    common::assert_one_line_error(&out, &["bad.h5", "relationship_predicates[5, 0]"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -3,15 +3,14 @@
 //! README's flags). Everything is compared exactly: the pipeline is integer bookkeeping, so any
 //! difference is a bug, not a rounding effect.
 
+mod common;
+
+use common::{scratch as temp_dir, vg_fixture as fixture, vg_fixture_config as fixture_config};
 use serde_json::Value;
 use sg2im::data::preprocess_vg::{PreprocessVgConfig, preprocess_vg};
 use sg2im::io::hdf5::{Dtype, H5Reader};
 use std::path::{Path, PathBuf};
 
-const FIXTURE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/fixtures/vg_preprocess"
-);
 const SPLITS: [&str; 3] = ["train", "test", "val"];
 const NUMERIC: [&str; 12] = [
     "image_ids",
@@ -27,36 +26,6 @@ const NUMERIC: [&str; 12] = [
     "attributes_per_object",
     "object_attributes",
 ];
-
-fn fixture(p: &str) -> PathBuf {
-    Path::new(FIXTURE).join(p)
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("sg2im-vgpre-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// The README's command: defaults except the three vocabulary thresholds.
-fn fixture_config(out: &Path) -> PreprocessVgConfig {
-    PreprocessVgConfig {
-        splits_json: fixture("raw/vg_splits_subset.json"),
-        images_json: fixture("raw/image_data.json"),
-        objects_json: fixture("raw/objects.json"),
-        attributes_json: fixture("raw/attributes.json"),
-        object_aliases: fixture("raw/object_alias.txt"),
-        relationship_aliases: fixture("raw/relationship_alias.txt"),
-        relationships_json: fixture("raw/relationships.json"),
-        min_object_instances: 10,
-        min_attribute_instances: 10,
-        min_relationship_instances: 5,
-        output_vocab_json: out.join("vocab.json"),
-        output_h5_dir: out.to_path_buf(),
-        ..PreprocessVgConfig::default()
-    }
-}
 
 /// (shape, values) of every tensor of an `expected/<split>_h5.safetensors` file.
 fn expected_arrays(split: &str) -> Vec<(String, Vec<usize>, Vec<i32>)> {
@@ -134,7 +103,7 @@ fn outputs_match_the_original_on_the_fixture() {
     // stdout: the original's lines, with our paths in place of the fixture's relative ones.
     let ours = String::from_utf8(log)
         .unwrap()
-        .replace(&format!("{FIXTURE}/"), "")
+        .replace(&fixture("").display().to_string(), "")
         .replace(&out.display().to_string(), "expected");
     let expected = std::fs::read_to_string(fixture("expected/preprocess_stdout.txt")).unwrap();
     assert_eq!(ours, expected);
@@ -168,6 +137,7 @@ fn outputs_match_the_original_on_the_fixture() {
         summary.num_predicates as u64,
         s["vocab_sizes"]["pred_idx_to_name"]
     );
+    assert_eq!(summary.splits.len(), SPLITS.len());
     for (got, name) in summary.splits.iter().zip(SPLITS) {
         let e = &s["splits"][name];
         assert_eq!(got.name, name);

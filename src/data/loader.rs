@@ -295,6 +295,8 @@ mod tests {
         n: usize,
         bad: Vec<usize>,
         vocab: Vocab,
+        /// How many items were requested (by any thread).
+        calls: std::sync::atomic::AtomicUsize,
     }
 
     impl Toy {
@@ -307,7 +309,12 @@ mod tests {
                 pred_name_to_idx: Default::default(),
                 pred_idx_to_name: vec![],
             };
-            Self { n, bad, vocab }
+            Self {
+                n,
+                bad,
+                vocab,
+                calls: Default::default(),
+            }
         }
     }
 
@@ -319,6 +326,7 @@ mod tests {
             &self.vocab
         }
         fn get(&self, index: usize, seed: u64) -> Result<Sample> {
+            self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             if self.bad.contains(&index) {
                 return Err(Error::invalid(format!("image {index}.jpg: truncated")));
             }
@@ -400,8 +408,31 @@ mod tests {
 
     #[test]
     fn dropping_an_epoch_early_stops_the_workers() {
-        let loader = Loader::new(Arc::new(Toy::new(100, vec![])), 2, true, 2, 0, "check");
-        let first: Vec<LoadedBatch> = loader.epoch(1, 0).take(2).collect();
-        assert_eq!(first.len(), 2);
+        use std::sync::atomic::Ordering::SeqCst;
+        let toy = Arc::new(Toy::new(100, vec![]));
+        let loader = Loader::new(toy.clone(), 2, true, 2, 0, "check");
+        // Dropping the iterator joins the workers: bounded wait, so a worker that never stops
+        // fails the test instead of hanging it.
+        let (done_tx, done_rx) = channel();
+        std::thread::spawn(move || {
+            let mut epoch = loader.epoch(1, 0);
+            let first: Vec<LoadedBatch> = epoch.by_ref().take(2).collect();
+            drop(epoch);
+            let _ = done_tx.send(first.len());
+        });
+        let taken = done_rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("dropping the epoch did not stop its workers within 30 s");
+        assert_eq!(taken, 2);
+        // The workers loaded the two batches taken plus at most the prefetched ones (4 in
+        // flight) and one each in progress: nowhere near the 50 batches of the epoch, and
+        // nothing more once the drop has returned.
+        let loaded = toy.calls.load(SeqCst);
+        assert!(
+            (4..=2 * (2 + 4 + 2)).contains(&loaded),
+            "{loaded} items loaded"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(toy.calls.load(SeqCst), loaded, "a worker kept loading");
     }
 }

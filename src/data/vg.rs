@@ -261,6 +261,20 @@ impl VgSceneGraphDataset {
                     format!("relationships_per_image[{i}] = {nr} is outside 0..={rr}"),
                 ));
             }
+            // Object and predicate indices go into the embedding tables: within the vocabulary.
+            let num_objs = vocab.object_idx_to_name.len();
+            for k in 0..no as usize {
+                let v = names.data[i * p + k];
+                if v < 0 || v as usize >= num_objs {
+                    return Err(bad(
+                        &cfg,
+                        format!(
+                            "object_names[{i}, {k}] = {v} is outside 0..{num_objs} (the vocabulary's objects)"
+                        ),
+                    ));
+                }
+            }
+            let num_preds = vocab.pred_idx_to_name.len();
             for k in 0..nr as usize {
                 for (name, a) in [
                     ("relationship_subjects", &rel_s),
@@ -273,6 +287,15 @@ impl VgSceneGraphDataset {
                             format!("{name}[{i}, {k}] = {v} is outside 0..{p}"),
                         ));
                     }
+                }
+                let v = rel_p.data[i * rr + k];
+                if v < 0 || v as usize >= num_preds {
+                    return Err(bad(
+                        &cfg,
+                        format!(
+                            "relationship_predicates[{i}, {k}] = {v} is outside 0..{num_preds} (the vocabulary's predicates)"
+                        ),
+                    ));
                 }
             }
         }

@@ -146,12 +146,52 @@ pub fn read_safetensors(
     parse_safetensors(&bytes, &path.display().to_string())
 }
 
+/// The first tensor of the header whose `data_offsets` span differs from the size its dtype
+/// and shape need, described in one phrase.
+fn tensor_size_mismatch(bytes: &[u8]) -> Option<String> {
+    let n = usize::try_from(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?)).ok()?;
+    let header: serde_json::Value =
+        serde_json::from_slice(bytes.get(8..8usize.checked_add(n)?)?).ok()?;
+    for (name, info) in header.as_object()? {
+        if name == "__metadata__" {
+            continue;
+        }
+        let dtype = info["dtype"].as_str()?;
+        let item: u64 = match dtype {
+            "F64" | "I64" | "U64" => 8,
+            "F32" | "I32" | "U32" => 4,
+            "F16" | "BF16" | "I16" | "U16" => 2,
+            "I8" | "U8" | "BOOL" | "F8_E4M3" | "F8_E5M2" => 1,
+            _ => continue,
+        };
+        let shape: Vec<u64> = serde_json::from_value(info["shape"].clone()).ok()?;
+        let offsets: [u64; 2] = serde_json::from_value(info["data_offsets"].clone()).ok()?;
+        let need = shape.iter().try_fold(item, |acc, &d| acc.checked_mul(d));
+        let span = offsets[1].checked_sub(offsets[0]);
+        if need != span || need.is_none() {
+            let need = need.map_or("more than 2^64".to_string(), |b| b.to_string());
+            let span = span.map_or("a negative number of".to_string(), |b| b.to_string());
+            return Some(format!(
+                "tensor {name:?}: shape {shape:?} of {dtype} needs {need} bytes, its data_offsets \
+                 {offsets:?} span {span} bytes"
+            ));
+        }
+    }
+    None
+}
+
 /// Parses safetensors bytes; `what` names the source in errors.
 pub fn parse_safetensors(
     bytes: &[u8],
     what: &str,
 ) -> Result<(IndexMap<String, RawTensor>, HashMap<String, String>)> {
     let bad = |e: safetensors::SafeTensorError| {
+        // The crate does not say which tensor has a size that does not fit; find it.
+        if matches!(e, safetensors::SafeTensorError::TensorInvalidInfo)
+            && let Some(msg) = tensor_size_mismatch(bytes)
+        {
+            return Error::invalid(format!("{what}: not a valid safetensors file: {msg}"));
+        }
         Error::invalid(format!("{what}: not a valid safetensors file: {e}"))
     };
     let (_, meta) = SafeTensors::read_metadata(bytes).map_err(bad)?;

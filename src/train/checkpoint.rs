@@ -534,7 +534,18 @@ pub fn read_safetensors_metadata(path: &Path) -> Result<HashMap<String, String>>
         )));
     }
     let mut header = vec![0u8; n as usize];
-    f.read_exact(&mut header).map_err(|e| Error::io(path, e))?;
+    f.read_exact(&mut header).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => {
+            let len = std::fs::metadata(path).map_or(0, |m| m.len());
+            Error::invalid(format!(
+                "{}: truncated safetensors file: the header should have {n} bytes after the \
+                 8-byte length, the file has only {}",
+                path.display(),
+                len.saturating_sub(8)
+            ))
+        }
+        _ => Error::io(path, e),
+    })?;
     let v: Value = serde_json::from_slice(&header)
         .map_err(|e| Error::invalid(format!("{}: not a safetensors file: {e}", path.display())))?;
     let mut out = HashMap::new();

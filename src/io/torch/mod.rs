@@ -552,22 +552,43 @@ fn load_zip(bytes: &[u8]) -> Result<PyValue, String> {
         _ => return Err(format!("zip archive has {} data.pkl entries", pkls.len())),
     };
     let mut read = |name: &str, limit: u64| -> Result<Option<Vec<u8>>, String> {
-        let mut f = match zip.by_name_raw(name.as_bytes()) {
-            Ok(f) => f,
-            Err(zip::result::ZipError::FileNotFound) => return Ok(None),
-            Err(e) => return Err(format!("zip entry {name}: {e}")),
+        let Some(index) = zip.index_for_name_raw(name.as_bytes()) else {
+            return Ok(None);
         };
+        // `by_index` (not `by_index_raw`): decompresses and checks the member's CRC-32 once
+        // it is read to the end, so a flipped byte in a tensor's data is an error.
+        let mut f = zip
+            .by_index(index)
+            .map_err(|e| format!("zip entry {name}: {e}"))?;
         let size = f.size();
         if size > limit {
             return Err(format!(
                 "zip entry {name} claims {size} bytes, more than the archive can hold"
             ));
         }
+        // The central directory says where the member's local header is; that header must
+        // name the same member, or the entry points at another member's data.
+        let local = usize::try_from(f.header_start())
+            .ok()
+            .and_then(|at| local_header_name(bytes, at));
+        if local != Some(name.as_bytes()) {
+            return Err(format!(
+                "zip entry {name}: its local header {} (corrupt central directory)",
+                match local {
+                    Some(other) => format!("names {:?}", String::from_utf8_lossy(other)),
+                    None => "is missing".to_string(),
+                }
+            ));
+        }
         let mut out = Vec::with_capacity(size as usize);
-        (&mut f)
-            .take(limit)
-            .read_to_end(&mut out)
-            .map_err(|e| format!("zip entry {name}: {e}"))?;
+        f.read_to_end(&mut out).map_err(|e| {
+            // The zip crate's wording for a CRC-32 mismatch is "Invalid checksum".
+            if e.to_string().contains("checksum") {
+                format!("zip entry {name}: CRC-32 mismatch (the file is corrupt)")
+            } else {
+                format!("zip entry {name}: {e}")
+            }
+        })?;
         Ok(Some(out))
     };
     // Stored entries cannot exceed the archive; deflated ones are capped generously.
@@ -597,6 +618,17 @@ fn load_zip(bytes: &[u8]) -> Result<PyValue, String> {
         storages.insert(key.clone(), Cow::Owned(data));
     }
     finish(&parsed, &storages, bytes.len()).map_err(|e| format!("{prefix}data.pkl: {e}"))
+}
+
+/// The file name in the zip local file header at `at` (signature `PK\x03\x04`, name length at
+/// offset 26, the name from offset 30), if there is one.
+fn local_header_name(bytes: &[u8], at: usize) -> Option<&[u8]> {
+    let header = bytes.get(at..at.checked_add(30)?)?;
+    if header[..4] != *b"PK\x03\x04" {
+        return None;
+    }
+    let len = u16::from_le_bytes([header[26], header[27]]) as usize;
+    bytes.get(at + 30..at + 30 + len)
 }
 
 /// Serialises `value` as a legacy `torch.save` stream (see [`save_legacy`]).
