@@ -9,8 +9,12 @@
 //! * `--stop_at T` ends the run after iteration `T` (the original only stops at epoch ends).
 
 use crate::io::model_file;
-use crate::model::discriminators::{AcCropDiscriminator, PatchDiscriminator};
+use crate::model::discriminators::{
+    AcCropDiscriminator, AcCropDiscriminatorConfig, DiscriminatorConfig, PatchDiscriminator,
+};
 use crate::model::generator::{Sg2Im, Sg2ImConfig};
+use crate::model::graph::GconvPooling;
+use crate::model::layers::{CnnArch, PoolKind};
 use crate::model::params::{Params, load_state_dict, to_device};
 use crate::train::TrainArgs;
 use crate::train::adam::{Adam, AdamConfig};
@@ -48,47 +52,56 @@ pub struct TrainSummary {
     pub elapsed: Duration,
 }
 
-/// The original's generator kwargs from the flags (§18.2 step 3).
+/// The generator's configuration from the flags (§18.2 step 3; `gconv_pooling` is not a flag
+/// and keeps the class default, avg).
 pub fn generator_config(args: &TrainArgs, vocab: &Vocab) -> Result<Sg2ImConfig> {
-    let kw = json!({
-        "vocab": vocab,
-        "image_size": [args.image_size.0, args.image_size.1],
-        "embedding_dim": args.embedding_dim,
-        "gconv_dim": args.gconv_dim,
-        "gconv_hidden_dim": args.gconv_hidden_dim,
-        "gconv_num_layers": args.gconv_num_layers,
-        "mlp_normalization": args.mlp_normalization,
-        "refinement_dims": args.refinement_network_dims,
-        "normalization": args.normalization,
-        "activation": args.activation,
-        "mask_size": args.mask_size,
-        "layout_noise_dim": args.layout_noise_dim,
-    });
-    Sg2ImConfig::from_model_kwargs(&kw)
-        .map(|(c, _)| c)
-        .map_err(|e| Error::invalid(format!("generator configuration from the flags: {e}")))
+    let cfg = Sg2ImConfig {
+        vocab: vocab.clone(),
+        image_size: args.image_size,
+        embedding_dim: args.embedding_dim,
+        gconv_dim: args.gconv_dim,
+        gconv_hidden_dim: args.gconv_hidden_dim,
+        gconv_pooling: GconvPooling::Avg,
+        gconv_num_layers: args.gconv_num_layers,
+        mlp_normalization: args.mlp_normalization,
+        refinement_dims: args.refinement_network_dims.clone(),
+        normalization: args.normalization,
+        activation: args.activation.clone(),
+        mask_size: args.mask_size,
+        layout_noise_dim: args.layout_noise_dim,
+    };
+    vocab
+        .validate()
+        .map_err(Error::invalid)
+        .and_then(|()| cfg.validate())
+        .map_err(|e| Error::invalid(format!("generator configuration from the flags: {e}")))?;
+    Ok(cfg)
 }
 
-/// `d_obj_kwargs` from the flags (§18.2 step 5).
-pub fn d_obj_kwargs(args: &TrainArgs, vocab: &Vocab) -> Value {
-    json!({
-        "vocab": vocab,
-        "arch": args.d_obj_arch,
-        "normalization": args.d_normalization,
-        "activation": args.d_activation,
-        "padding": args.d_padding,
-        "object_size": args.crop_size,
-    })
+/// The discriminators' CNN options from the flags (§18.2 steps 5 and 6; `pooling` is not a flag
+/// and keeps the class default, avg).
+fn discriminator_config(args: &TrainArgs, arch: &CnnArch) -> DiscriminatorConfig {
+    DiscriminatorConfig {
+        arch: arch.clone(),
+        normalization: args.d_normalization,
+        activation: args.d_activation.clone(),
+        padding: args.d_padding,
+        pooling: PoolKind::Avg,
+    }
 }
 
-/// `d_img_kwargs` from the flags (§18.2 step 6).
-pub fn d_img_kwargs(args: &TrainArgs) -> Value {
-    json!({
-        "arch": args.d_img_arch,
-        "normalization": args.d_normalization,
-        "activation": args.d_activation,
-        "padding": args.d_padding,
-    })
+/// The object discriminator's configuration from the flags (§18.2 step 5).
+pub fn d_obj_config(args: &TrainArgs, vocab: &Vocab) -> AcCropDiscriminatorConfig {
+    AcCropDiscriminatorConfig {
+        vocab: vocab.clone(),
+        cnn: discriminator_config(args, &args.d_obj_arch),
+        object_size: args.crop_size,
+    }
+}
+
+/// The image discriminator's configuration from the flags (§18.2 step 6).
+pub fn d_img_config(args: &TrainArgs) -> DiscriminatorConfig {
+    discriminator_config(args, &args.d_img_arch)
 }
 
 fn optim_state(opt: &Adam) -> OptimState {
@@ -173,33 +186,27 @@ pub fn build_nets(args: &TrainArgs, vocab: &Vocab, device: &Device) -> Result<Bu
     let mut d_obj = None;
     let mut d_obj_kw = json!({});
     if args.has_d_obj() {
-        let kw = d_obj_kwargs(args, vocab);
-        let cfg = AcCropDiscriminator::config_from_kwargs(&kw)
-            .map_err(|e| Error::invalid(format!("object discriminator from the flags: {e}")))?;
         let mut d = AcCropDiscriminator::init(
-            &cfg,
+            &d_obj_config(args, vocab),
             &device,
             &mut TrainRng::derived(seed, "init/d_obj", &[]),
         )?;
         to_device(&mut d, &device, true);
         Params::set_training(&mut d, true);
-        d_obj_kw = kw;
+        d_obj_kw = d.to_kwargs();
         d_obj = Some((d, Adam::new(adam)));
     }
     let mut d_img = None;
     let mut d_img_kw = json!({});
     if args.has_d_img() {
-        let kw = d_img_kwargs(args);
-        let cfg = PatchDiscriminator::config_from_kwargs(&kw)
-            .map_err(|e| Error::invalid(format!("image discriminator from the flags: {e}")))?;
         let mut d = PatchDiscriminator::init(
-            &cfg,
+            &d_img_config(args),
             &device,
             &mut TrainRng::derived(seed, "init/d_img", &[]),
         )?;
         to_device(&mut d, &device, true);
         Params::set_training(&mut d, true);
-        d_img_kw = kw;
+        d_img_kw = d.to_kwargs();
         d_img = Some((d, Adam::new(adam)));
     }
     Ok(BuiltNets {
