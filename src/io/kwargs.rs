@@ -15,7 +15,7 @@ use crate::model::discriminators::{
 };
 use crate::model::generator::{Sg2Im, Sg2ImConfig};
 use crate::model::layers::{Activation, CnnArch};
-use crate::model::params::{build_and_load, state_map};
+use crate::model::params::{Params, build_and_load, state_map};
 use crate::vocab::Vocab;
 use crate::{Error, Result};
 use burn::tensor::Device;
@@ -56,6 +56,19 @@ fn vocab_of(kw: &Map<String, Value>, what: &str) -> Result<Vocab> {
         .validate()
         .map_err(|m| Error::invalid(format!("{what}.vocab: {m}")))?;
     Ok(vocab)
+}
+
+/// Builds a network from `net`'s kwargs (read by `config`) with placeholder weights, then loads
+/// its state dict; errors name `what`.
+fn rebuild<C, M: Params>(
+    net: &NetState,
+    device: &Device,
+    what: &str,
+    config: impl FnOnce(&Value) -> Result<C>,
+    init: impl FnOnce(&C, &Device, &mut dyn rand::RngCore) -> Result<M>,
+) -> Result<M> {
+    let cfg = config(&net.kwargs).map_err(|e| Error::invalid(format!("{what}: {e}")))?;
+    build_and_load(&net.state, device, what, |rng| init(&cfg, device, rng))
 }
 
 impl Sg2ImConfig {
@@ -238,11 +251,7 @@ impl PatchDiscriminator {
 
     /// Rebuilds from `d_img_kwargs` and `d_img_state`.
     pub fn from_net_state(net: &NetState, device: &Device, what: &str) -> Result<Self> {
-        let cfg = Self::config_from_kwargs(&net.kwargs)
-            .map_err(|e| Error::invalid(format!("{what}: {e}")))?;
-        build_and_load(&net.state, device, what, |rng| {
-            Self::init(&cfg, device, rng)
-        })
+        rebuild(net, device, what, Self::config_from_kwargs, Self::init)
     }
 
     pub fn to_net_state(&self) -> NetState {
@@ -291,11 +300,7 @@ impl AcCropDiscriminator {
 
     /// Rebuilds from `d_obj_kwargs` and `d_obj_state`.
     pub fn from_net_state(net: &NetState, device: &Device, what: &str) -> Result<Self> {
-        let cfg = Self::config_from_kwargs(&net.kwargs)
-            .map_err(|e| Error::invalid(format!("{what}: {e}")))?;
-        build_and_load(&net.state, device, what, |rng| {
-            Self::init(&cfg, device, rng)
-        })
+        rebuild(net, device, what, Self::config_from_kwargs, Self::init)
     }
 
     pub fn to_net_state(&self) -> NetState {
@@ -314,11 +319,13 @@ impl Sg2Im {
         device: &Device,
         what: &str,
     ) -> Result<(Self, Vec<String>)> {
-        let (cfg, warnings) = Sg2ImConfig::from_model_kwargs(&net.kwargs)
-            .map_err(|e| Error::invalid(format!("{what}: {e}")))?;
-        let mut model = build_and_load(&net.state, device, what, |rng| {
-            Self::init(&cfg, device, rng)
-        })?;
+        let mut warnings = Vec::new();
+        let config = |kw: &Value| {
+            let (cfg, w) = Sg2ImConfig::from_model_kwargs(kw)?;
+            warnings = w;
+            Ok(cfg)
+        };
+        let mut model = rebuild(net, device, what, config, Self::init)?;
         model.set_training(false);
         Ok((model, warnings))
     }
