@@ -12,6 +12,7 @@
 //! | `discriminators.py` | [`model::discriminators`] |
 //! | `bilinear.py` (differentiable crops) | [`model::bilinear`] |
 //! | `losses.py` | [`model::losses`] |
+//! | – (CPU speed: GEMM convolutions, fused BatchNorm + activation, fused Adam) | [`kernels`] |
 //! | `data/coco.py`, `data/vg.py`, `preprocess_vg.py` | [`data`] |
 //! | `train.py` | [`train`] |
 //! | `run_model.py`, `sample_images.py` | [`inference`], [`sample_images`] |
@@ -24,6 +25,7 @@ pub mod error;
 pub mod imagenet;
 pub mod inference;
 pub mod io;
+pub mod kernels;
 pub mod malloc;
 pub mod model;
 pub mod report;

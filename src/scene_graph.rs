@@ -210,19 +210,9 @@ fn parse_masks(v: &Value, n: usize, at: &str) -> Result<Vec<Vec<f32>>> {
 /// graph and maps names through the vocabulary. Unknown names are errors that name the word,
 /// the graph and the closest vocabulary entries.
 pub fn encode(graphs: &[SceneGraph], vocab: &Vocab, what: &str) -> Result<EncodedGraphs> {
-    let image_idx = *vocab.object_name_to_idx.get(IMAGE_OBJECT).ok_or_else(|| {
-        Error::invalid(format!(
-            "the model's vocabulary has no {IMAGE_OBJECT:?} object"
-        ))
-    })?;
-    let in_image = *vocab
-        .pred_name_to_idx
-        .get(IN_IMAGE_PREDICATE)
-        .ok_or_else(|| {
-            Error::invalid(format!(
-                "the model's vocabulary has no {IN_IMAGE_PREDICATE:?} predicate"
-            ))
-        })?;
+    let model_vocab = |e: Error| Error::invalid(format!("the model's vocabulary: {e}"));
+    let image_idx = vocab.image_object().map_err(model_vocab)?;
+    let in_image = vocab.in_image_predicate().map_err(model_vocab)?;
     let mut enc = EncodedGraphs {
         objs: Vec::new(),
         triples: Vec::new(),

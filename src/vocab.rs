@@ -48,6 +48,24 @@ impl Vocab {
         self.pred_idx_to_name.len()
     }
 
+    /// Index of the dummy image object [`IMAGE_OBJECT`] appended to every graph.
+    pub fn image_object(&self) -> Result<i64> {
+        self.object_name_to_idx
+            .get(IMAGE_OBJECT)
+            .copied()
+            .ok_or_else(|| Error::invalid(format!("object_name_to_idx has no {IMAGE_OBJECT:?}")))
+    }
+
+    /// Index of the dummy predicate [`IN_IMAGE_PREDICATE`] linking every object to the image.
+    pub fn in_image_predicate(&self) -> Result<i64> {
+        self.pred_name_to_idx
+            .get(IN_IMAGE_PREDICATE)
+            .copied()
+            .ok_or_else(|| {
+                Error::invalid(format!("pred_name_to_idx has no {IN_IMAGE_PREDICATE:?}"))
+            })
+    }
+
     /// Checks that every name→index entry is in range, so indexing with it cannot fail later.
     pub fn validate(&self) -> std::result::Result<(), String> {
         for (name, &idx) in &self.object_name_to_idx {

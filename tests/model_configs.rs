@@ -497,3 +497,62 @@ fn object_crops_equal_a_naive_grid_sample_port() {
         0.0,
     );
 }
+
+/// A renamed or unknown `model_kwargs` key in a model file is an error naming the file and the
+/// key (the original only warned and built the model with the default); the four deprecated
+/// keys old checkpoints carry are still ignored with a warning, and nothing else changes.
+#[test]
+fn an_unknown_model_kwargs_key_is_rejected_with_the_file_and_key_named() {
+    let device = Device::flex();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let model = Sg2Im::init(&small(vocab()), &device, &mut rng).unwrap();
+    let dir = std::env::temp_dir().join(format!("sg2im-kwargs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let save_with = |name: &str, key: &str, value: serde_json::Value| {
+        let mut generator = model.to_net_state();
+        generator.kwargs[key] = value;
+        let path = dir.join(name);
+        let bundle = ModelBundle {
+            generator,
+            d_obj: None,
+            d_img: None,
+            args: None,
+        };
+        save_model_file(&path, &bundle).unwrap();
+        path
+    };
+    // `gconv_dims` for `gconv_dim`: silently building a 128-wide model would be wrong.
+    let path = save_with("renamed.safetensors", "gconv_dims", serde_json::json!(12));
+    let what = path.display().to_string();
+    let err = Sg2Im::from_net_state(&load_any(&path).unwrap().generator, &device, &what)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with(&what) && err.contains("unknown key \"gconv_dims\""),
+        "{err}"
+    );
+    assert!(!err.contains('\n'), "one line: {err}");
+
+    // A LeakyReLU slope that is not a finite number.
+    let path = save_with("nan.safetensors", "activation", "leakyrelu-nan".into());
+    let what = path.display().to_string();
+    let err = Sg2Im::from_net_state(&load_any(&path).unwrap().generator, &device, &what)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with(&what)
+            && err.contains("model_kwargs.activation")
+            && err.contains("\"leakyrelu-nan\""),
+        "{err}"
+    );
+
+    let path = save_with("old.safetensors", "vec_noise_dim", serde_json::json!(0));
+    let (back, warnings) =
+        Sg2Im::from_net_state(&load_any(&path).unwrap().generator, &device, "old").unwrap();
+    assert_eq!(back.config, model.config);
+    assert_eq!(
+        warnings,
+        ["ignoring deprecated model_kwargs key \"vec_noise_dim\""]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -311,7 +311,7 @@ fn train_case(case: &str, with_masks: bool) {
             "L1_pixel_loss" => l1.clone(),
             _ => mse.clone(),
         };
-        // The stride-1 convolutions here run as conv_gemm's custom autodiff operation, as in
+        // The stride-1 convolutions here run as kernels::conv's custom autodiff operation, as in
         // training.
         let grads = loss.backward();
         (model, out, [l1, mse, total], grads)

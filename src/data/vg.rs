@@ -10,7 +10,7 @@
 use super::{Sample, SceneGraphDataset};
 use crate::io::hdf5::{Array, Dtype, H5Reader};
 use crate::rng::PyRandom;
-use crate::vocab::{IMAGE_OBJECT, IN_IMAGE_PREDICATE, Vocab};
+use crate::vocab::Vocab;
 use crate::{Error, Result};
 use std::path::PathBuf;
 
@@ -180,21 +180,9 @@ impl VgSceneGraphDataset {
 
     /// As [`new`](Self::new) with an already loaded vocabulary (`cfg.vocab_json` is not read).
     pub fn with_vocab(cfg: VgConfig, vocab: Vocab) -> Result<Self> {
-        let image_object = *vocab.object_name_to_idx.get(IMAGE_OBJECT).ok_or_else(|| {
-            Error::invalid(format!(
-                "{}: object_name_to_idx has no \"{IMAGE_OBJECT}\"",
-                cfg.vocab_json.display()
-            ))
-        })?;
-        let in_image = *vocab
-            .pred_name_to_idx
-            .get(IN_IMAGE_PREDICATE)
-            .ok_or_else(|| {
-                Error::invalid(format!(
-                    "{}: pred_name_to_idx has no \"{IN_IMAGE_PREDICATE}\"",
-                    cfg.vocab_json.display()
-                ))
-            })?;
+        let in_file = |e: Error| Error::invalid(format!("{}: {e}", cfg.vocab_json.display()));
+        let image_object = vocab.image_object().map_err(in_file)?;
+        let in_image = vocab.in_image_predicate().map_err(in_file)?;
         let r = H5Reader::open(&cfg.h5_path)?;
         let names = read_ints(&r, "object_names")?;
         let n = names.shape.first().copied().unwrap_or(0);

@@ -1,20 +1,19 @@
 //! Discriminators (`discriminators.py`, §8): the patch image discriminator and the object
 //! discriminator with auxiliary classifier over bilinear crops of the object boxes.
 
-use crate::io::model_file::NetState;
+use crate::Result;
 use crate::model::bilinear::crop_bbox_batch;
 use crate::model::layers::{
     Activation, CnnArch, CnnOptions, Conv2d, Init, Layer, Linear, Normalization, Padding, PoolKind,
     Sequential, build_cnn,
 };
 use crate::model::losses::cross_entropy;
-use crate::model::params::{build_and_load, state_map};
 use crate::vocab::Vocab;
-use crate::{Error, Result};
 use burn::tensor::{Device, Int, Tensor};
-use serde_json::{Value, json};
 
-/// CNN options shared by both discriminators (their kwargs minus vocab and crop size).
+/// CNN options shared by both discriminators (their kwargs minus vocab and crop size). The
+/// original's `d_obj_kwargs` / `d_img_kwargs` dicts are read and written in
+/// [`crate::io::kwargs`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct DiscriminatorConfig {
     pub arch: CnnArch,
@@ -43,52 +42,6 @@ impl DiscriminatorConfig {
             padding: self.padding,
             pooling: self.pooling,
         }
-    }
-
-    /// Reads `arch`, `normalization`, `activation`, `padding`, `pooling` from a kwargs dict;
-    /// missing keys take the given class defaults.
-    fn from_kwargs(kw: &Value, what: &str, default_norm: &str, default_act: &str) -> Result<Self> {
-        let get = |k: &str, d: &str| -> Result<String> {
-            match kw.get(k) {
-                None | Some(Value::Null) => Ok(d.to_string()),
-                Some(Value::String(s)) => Ok(s.clone()),
-                Some(Value::Array(a)) if k == "arch" => Ok(a
-                    .iter()
-                    .map(|x| x.as_str().unwrap_or_default().to_string())
-                    .collect::<Vec<_>>()
-                    .join(",")),
-                Some(v) => Err(Error::invalid(format!(
-                    "{what}.{k}: expected a string, got {v}"
-                ))),
-            }
-        };
-        let ctx = |k: &'static str| move |e: Error| Error::invalid(format!("{what}.{k}: {e}"));
-        let arch = kw
-            .get("arch")
-            .ok_or_else(|| Error::invalid(format!("{what}.arch: missing")))
-            .and(get("arch", ""))?;
-        Ok(Self {
-            arch: CnnArch::parse(&arch).map_err(ctx("arch"))?,
-            normalization: get("normalization", default_norm)?
-                .parse()
-                .map_err(ctx("normalization"))?,
-            activation: Activation::from_original(&get("activation", default_act)?)
-                .map_err(ctx("activation"))?,
-            padding: get("padding", "same")?.parse().map_err(ctx("padding"))?,
-            pooling: get("pooling", "avg")?.parse().map_err(ctx("pooling"))?,
-        })
-    }
-
-    fn to_kwargs(&self) -> serde_json::Map<String, Value> {
-        let mut m = serde_json::Map::new();
-        m.insert("arch".into(), json!(self.arch.to_string()));
-        m.insert(
-            "normalization".into(),
-            json!(self.normalization.to_string()),
-        );
-        m.insert("activation".into(), json!(self.activation.spelling()));
-        m.insert("padding".into(), json!(self.padding.to_string()));
-        m
     }
 }
 
@@ -123,16 +76,6 @@ impl PatchDiscriminator {
     /// `(N, 3, H, W)` → `(N, C, H', W')` (e.g. `(N, 256, 6, 6)` at 64×64 with the defaults).
     pub fn forward(&mut self, imgs: Tensor<4>) -> Tensor<4> {
         self.cnn.forward_map(imgs)
-    }
-
-    /// The original's `d_img_kwargs`.
-    pub fn to_kwargs(&self) -> Value {
-        Value::Object(self.config.to_kwargs())
-    }
-
-    /// Reads `d_img_kwargs` (class defaults: batch norm, leakyrelu-0.2, same padding).
-    pub fn config_from_kwargs(kw: &Value) -> Result<DiscriminatorConfig> {
-        DiscriminatorConfig::from_kwargs(kw, "d_img_kwargs", "batch", "leakyrelu-0.2")
     }
 }
 
@@ -228,77 +171,5 @@ impl AcCropDiscriminator {
         let real_scores = d.real_classifier.forward(vecs.clone());
         let obj_scores = d.obj_classifier.forward(vecs);
         (real_scores, cross_entropy(obj_scores, objs))
-    }
-
-    /// The original's `d_obj_kwargs` (with the vocabulary).
-    pub fn to_kwargs(&self) -> Value {
-        let mut m = self.config.cnn.to_kwargs();
-        m.insert(
-            "vocab".into(),
-            serde_json::to_value(&self.config.vocab).expect("vocab serialises"),
-        );
-        m.insert("object_size".into(), json!(self.config.object_size));
-        Value::Object(m)
-    }
-
-    /// Reads `d_obj_kwargs` (class defaults: no norm, "relu" → LeakyReLU(0.01), same padding,
-    /// crops of 64).
-    pub fn config_from_kwargs(kw: &Value) -> Result<AcCropDiscriminatorConfig> {
-        let cnn = DiscriminatorConfig::from_kwargs(kw, "d_obj_kwargs", "none", "relu")?;
-        let vocab: Vocab = serde_json::from_value(
-            kw.get("vocab")
-                .cloned()
-                .ok_or_else(|| Error::invalid("d_obj_kwargs.vocab: missing"))?,
-        )
-        .map_err(|e| Error::invalid(format!("d_obj_kwargs.vocab: {e}")))?;
-        let object_size = match kw.get("object_size") {
-            None | Some(Value::Null) => 64,
-            Some(v) => v.as_u64().ok_or_else(|| {
-                Error::invalid(format!(
-                    "d_obj_kwargs.object_size: expected an integer, got {v}"
-                ))
-            })? as usize,
-        };
-        Ok(AcCropDiscriminatorConfig {
-            vocab,
-            cnn,
-            object_size,
-        })
-    }
-}
-
-impl PatchDiscriminator {
-    /// Rebuilds from `d_img_kwargs` and `d_img_state`.
-    pub fn from_net_state(net: &NetState, device: &Device, what: &str) -> Result<Self> {
-        let cfg = Self::config_from_kwargs(&net.kwargs)
-            .map_err(|e| Error::invalid(format!("{what}: {e}")))?;
-        build_and_load(&net.state, device, what, |rng| {
-            Self::init(&cfg, device, rng)
-        })
-    }
-
-    pub fn to_net_state(&self) -> NetState {
-        NetState {
-            kwargs: self.to_kwargs(),
-            state: state_map(self),
-        }
-    }
-}
-
-impl AcCropDiscriminator {
-    /// Rebuilds from `d_obj_kwargs` and `d_obj_state`.
-    pub fn from_net_state(net: &NetState, device: &Device, what: &str) -> Result<Self> {
-        let cfg = Self::config_from_kwargs(&net.kwargs)
-            .map_err(|e| Error::invalid(format!("{what}: {e}")))?;
-        build_and_load(&net.state, device, what, |rng| {
-            Self::init(&cfg, device, rng)
-        })
-    }
-
-    pub fn to_net_state(&self) -> NetState {
-        NetState {
-            kwargs: self.to_kwargs(),
-            state: state_map(self),
-        }
     }
 }

@@ -1,7 +1,6 @@
 //! The generator `Sg2ImModel` (`model.py`, §5): embeddings → graph convolution → box / mask
 //! regression → layout → cascaded refinement network.
 
-use crate::io::model_file::NetState;
 use crate::model::crn::RefinementNetwork;
 use crate::model::graph::{Edges, GconvPooling, GraphTripleConv};
 use crate::model::layers::{
@@ -9,16 +8,16 @@ use crate::model::layers::{
     build_mlp,
 };
 use crate::model::layout::{boxes_to_layout, masks_to_layout};
-use crate::model::params::{ParamKind, ParamMut, ParamRef, Params, build_and_load, state_map};
+use crate::model::params::{ParamKind, ParamMut, ParamRef, Params};
 use crate::vocab::Vocab;
 use crate::{Error, Result};
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use rand_distr::{Distribution as _, StandardNormal};
-use serde_json::{Value, json};
 
-/// Constructor arguments of `Sg2ImModel` (§5.1), typed. The original's strings are parsed once,
-/// in [`Sg2ImConfig::from_model_kwargs`].
+/// Constructor arguments of `Sg2ImModel` (§5.1), typed. The original's `model_kwargs` dict is
+/// read and written in [`crate::io::kwargs`] (`Sg2ImConfig::from_model_kwargs`), as are the
+/// generator's `from_net_state` / `to_net_state`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sg2ImConfig {
     pub vocab: Vocab,
@@ -43,14 +42,6 @@ pub struct Sg2ImConfig {
     /// `Z` noise channels appended to the layout.
     pub layout_noise_dim: usize,
 }
-
-/// Keys of old checkpoints that the original ignores with a warning (§5.1, §19.5).
-const DEPRECATED_KWARGS: [&str; 4] = [
-    "vec_noise_dim",
-    "gconv_mode",
-    "box_anchor",
-    "decouple_obj_predictions",
-];
 
 impl Sg2ImConfig {
     /// The configuration `scripts/train.py` builds with its default flags (§24.3).
@@ -94,143 +85,6 @@ impl Sg2ImConfig {
             return Err(Error::invalid("mlp_normalization must be none or batch"));
         }
         RefinementNetwork::check_size(self.refinement_dims.len(), self.image_size)
-    }
-
-    /// Reads the original's `model_kwargs` dict (as JSON). Missing keys take the class defaults
-    /// of `Sg2ImModel.__init__` (not train.py's); deprecated keys of old checkpoints are ignored
-    /// and returned as warnings, as the original prints them.
-    pub fn from_model_kwargs(kw: &Value) -> Result<(Self, Vec<String>)> {
-        let obj = kw
-            .as_object()
-            .ok_or_else(|| Error::invalid("model_kwargs: expected a dict"))?;
-        let mut warnings = Vec::new();
-        let known = [
-            "vocab",
-            "image_size",
-            "embedding_dim",
-            "gconv_dim",
-            "gconv_hidden_dim",
-            "gconv_pooling",
-            "gconv_num_layers",
-            "mlp_normalization",
-            "refinement_dims",
-            "normalization",
-            "activation",
-            "mask_size",
-            "layout_noise_dim",
-        ];
-        for k in obj.keys() {
-            if !known.contains(&k.as_str()) {
-                let why = if DEPRECATED_KWARGS.contains(&k.as_str()) {
-                    "deprecated"
-                } else {
-                    "unknown"
-                };
-                warnings.push(format!("ignoring {why} model_kwargs key {k:?}"));
-            }
-        }
-        let field = |name: &str| obj.get(name).filter(|v| !v.is_null());
-        let usize_of = |name: &str, default: usize| -> Result<usize> {
-            match field(name) {
-                None => Ok(default),
-                Some(v) => v.as_u64().map(|x| x as usize).ok_or_else(|| {
-                    Error::invalid(format!(
-                        "model_kwargs.{name}: expected a non-negative integer, got {v}"
-                    ))
-                }),
-            }
-        };
-        let str_of = |name: &str, default: &str| -> Result<String> {
-            match field(name) {
-                None => Ok(default.to_string()),
-                Some(v) => v.as_str().map(str::to_string).ok_or_else(|| {
-                    Error::invalid(format!("model_kwargs.{name}: expected a string, got {v}"))
-                }),
-            }
-        };
-        let vocab_v = obj
-            .get("vocab")
-            .ok_or_else(|| Error::invalid("model_kwargs.vocab: missing"))?;
-        let vocab: Vocab = serde_json::from_value(vocab_v.clone())
-            .map_err(|e| Error::invalid(format!("model_kwargs.vocab: {e}")))?;
-        vocab
-            .validate()
-            .map_err(|m| Error::invalid(format!("model_kwargs.vocab: {m}")))?;
-        let image_size = match field("image_size") {
-            None => (64, 64),
-            Some(Value::Number(n)) => {
-                let s = n.as_u64().unwrap_or(0) as usize;
-                (s, s)
-            }
-            Some(Value::Array(a)) if a.len() == 2 && a.iter().all(|x| x.as_u64().is_some()) => (
-                a[0].as_u64().unwrap_or(0) as usize,
-                a[1].as_u64().unwrap_or(0) as usize,
-            ),
-            Some(v) => {
-                return Err(Error::invalid(format!(
-                    "model_kwargs.image_size: expected [H, W], got {v}"
-                )));
-            }
-        };
-        let refinement_dims = match field("refinement_dims") {
-            None => vec![1024, 512, 256, 128, 64],
-            Some(Value::Array(a)) => a
-                .iter()
-                .map(|x| x.as_u64().map(|v| v as usize))
-                .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| {
-                    Error::invalid("model_kwargs.refinement_dims: expected a list of integers")
-                })?,
-            Some(v) => {
-                return Err(Error::invalid(format!(
-                    "model_kwargs.refinement_dims: expected a list, got {v}"
-                )));
-            }
-        };
-        let parse_ctx = |name: &str, e: Error| Error::invalid(format!("model_kwargs.{name}: {e}"));
-        let cfg = Self {
-            vocab,
-            image_size,
-            embedding_dim: usize_of("embedding_dim", 64)?,
-            gconv_dim: usize_of("gconv_dim", 128)?,
-            gconv_hidden_dim: usize_of("gconv_hidden_dim", 512)?,
-            gconv_pooling: str_of("gconv_pooling", "avg")?
-                .parse()
-                .map_err(|e| parse_ctx("gconv_pooling", e))?,
-            gconv_num_layers: usize_of("gconv_num_layers", 5)?,
-            mlp_normalization: str_of("mlp_normalization", "none")?
-                .parse()
-                .map_err(|e| parse_ctx("mlp_normalization", e))?,
-            refinement_dims,
-            normalization: str_of("normalization", "batch")?
-                .parse()
-                .map_err(|e| parse_ctx("normalization", e))?,
-            activation: Activation::from_original(&str_of("activation", "leakyrelu-0.2")?)
-                .map_err(|e| parse_ctx("activation", e))?,
-            mask_size: usize_of("mask_size", 0)?,
-            layout_noise_dim: usize_of("layout_noise_dim", 0)?,
-        };
-        cfg.validate()?;
-        Ok((cfg, warnings))
-    }
-
-    /// The original's `model_kwargs` dict (tuples as lists), readable by [`Self::from_model_kwargs`].
-    pub fn to_model_kwargs(&self) -> Value {
-        json!({
-            "vocab": serde_json::to_value(&self.vocab).expect("vocab serialises"),
-            "image_size": [self.image_size.0, self.image_size.1],
-            "embedding_dim": self.embedding_dim,
-            "gconv_dim": self.gconv_dim,
-            "gconv_hidden_dim": self.gconv_hidden_dim,
-            "gconv_pooling": self.gconv_pooling.to_string(),
-            "gconv_num_layers": self.gconv_num_layers,
-            "mlp_normalization": self.mlp_normalization.to_string(),
-            "refinement_dims": self.refinement_dims,
-            "normalization": self.normalization.to_string(),
-            "activation": self.activation.spelling(),
-            "mask_size": if self.mask_size == 0 { Value::Null } else { json!(self.mask_size) },
-            "layout_noise_dim": self.layout_noise_dim,
-        })
     }
 }
 
@@ -620,30 +474,6 @@ impl Sg2Im {
             layout.clone()
         };
         (self.refinement_net.forward(crn_input), layout)
-    }
-
-    /// Rebuilds a generator from its kwargs and state dict (ours or an original checkpoint's),
-    /// in eval mode. Returns the warnings the original would print for ignored kwargs.
-    pub fn from_net_state(
-        net: &NetState,
-        device: &Device,
-        what: &str,
-    ) -> Result<(Self, Vec<String>)> {
-        let (cfg, warnings) = Sg2ImConfig::from_model_kwargs(&net.kwargs)
-            .map_err(|e| Error::invalid(format!("{what}: {e}")))?;
-        let mut model = build_and_load(&net.state, device, what, |rng| {
-            Self::init(&cfg, device, rng)
-        })?;
-        model.set_training(false);
-        Ok((model, warnings))
-    }
-
-    /// Kwargs and state dict, for saving.
-    pub fn to_net_state(&self) -> NetState {
-        NetState {
-            kwargs: self.config.to_model_kwargs(),
-            state: state_map(self),
-        }
     }
 
     /// Train mode (batch statistics) or eval mode (running statistics) for every BatchNorm.

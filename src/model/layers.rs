@@ -3,13 +3,17 @@
 //! slots exactly like `nn.Sequential`, the MLP builder and the CNN builder with its
 //! architecture-string grammar (`I3,C4-64-2,C4-128-2,…`).
 
-use crate::model::cpu_ops::{host, on_cpu};
-use crate::model::norm_act::{BnStats, batch_norm_act};
-use crate::model::params::{ParamKind, ParamMut, ParamRef, Params, key};
+use crate::kernels;
+use crate::kernels::norm_act::{BnStats, batch_norm_act};
+use crate::model::params::{
+    ParamKind, ParamMut, ParamRef, Params, impl_leaf_params, key, placeholder,
+};
 use crate::{Error, Result};
 use burn::tensor::activation::{leaky_relu, relu};
-use burn::tensor::module::{avg_pool2d, interpolate, max_pool2d};
-use burn::tensor::ops::{AvgPoolOptions, InterpolateMode, InterpolateOptions, MaxPoolOptions};
+use burn::tensor::module::{avg_pool2d, conv2d, interpolate, max_pool2d};
+use burn::tensor::ops::{
+    AvgPoolOptions, ConvOptions, InterpolateMode, InterpolateOptions, MaxPoolOptions,
+};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand_distr::{Distribution, Normal, Uniform};
 use std::fmt;
@@ -60,16 +64,22 @@ pub enum Activation {
 }
 
 impl Activation {
-    /// Interprets an activation string exactly as `layers.get_activation` does (quirk §23.11).
+    /// Interprets an activation string exactly as `layers.get_activation` does (quirk §23.11),
+    /// with one difference: a `leakyrelu-S` whose `S` is not a finite number is an error here
+    /// (the original would build a LeakyReLU of slope NaN or inf, or crash on the `float()`).
     pub fn from_original(name: &str) -> Result<Self> {
         let mut slope = 0.01;
         if name.to_lowercase().starts_with("leakyrelu") && name.contains('-') {
             let text = name.split('-').nth(1).unwrap_or("");
-            slope = text.parse::<f64>().map_err(|_| {
-                Error::invalid(format!(
-                    "invalid activation {name:?}: the slope after '-' must be a number (e.g. leakyrelu-0.2)"
-                ))
-            })?;
+            slope = text
+                .parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite())
+                .ok_or_else(|| {
+                    Error::invalid(format!(
+                        "invalid activation {name:?}: the slope after '-' must be a finite number (e.g. leakyrelu-0.2)"
+                    ))
+                })?;
         }
         Ok(Self::LeakyRelu {
             slope,
@@ -86,13 +96,10 @@ impl Activation {
     }
 
     pub fn apply<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        if let Some(y) = crate::model::norm_act::leaky_relu(&x, self.slope() as f32) {
-            return y;
-        }
-        match self {
+        kernels::norm_act::leaky_relu(&x, self.slope() as f32).unwrap_or_else(|| match self {
             Self::Relu => relu(x),
             Self::LeakyRelu { slope, .. } => leaky_relu(x, *slope),
-        }
+        })
     }
 
     /// The negative slope (0 for ReLU).
@@ -101,6 +108,21 @@ impl Activation {
             Self::Relu => 0.0,
             Self::LeakyRelu { slope, .. } => *slope,
         }
+    }
+}
+
+impl FromStr for Activation {
+    type Err = Error;
+    /// [`Activation::from_original`].
+    fn from_str(s: &str) -> Result<Self> {
+        Self::from_original(s)
+    }
+}
+
+impl fmt::Display for Activation {
+    /// The spelling it was created from, so it is written back unchanged.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.spelling())
     }
 }
 
@@ -193,11 +215,13 @@ pub enum ArchToken {
     Fc { input: usize, output: usize },
 }
 
-/// A parsed architecture string: input channels (`I<C>`, default 3) and layer tokens.
+/// A parsed architecture string: input channels (`I<C>`, default 3) and layer tokens, and the
+/// string as it was given (written back unchanged, as the original stores its flags).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CnnArch {
     pub input_channels: usize,
     pub tokens: Vec<ArchToken>,
+    spelling: String,
 }
 
 impl CnnArch {
@@ -261,13 +285,28 @@ impl CnnArch {
         Ok(Self {
             input_channels,
             tokens,
+            spelling: s.to_string(),
         })
+    }
+
+    /// The string this architecture was parsed from ([`Display`](fmt::Display) writes the
+    /// tokens in their shortest form, without the `I<C>` prefix).
+    pub fn spelling(&self) -> &str {
+        &self.spelling
     }
 
     /// The same architecture with a different input channel count (`I<C>` prefix).
     pub fn with_input_channels(mut self, c: usize) -> Self {
         self.input_channels = c;
         self
+    }
+}
+
+impl FromStr for CnnArch {
+    type Err = Error;
+    /// [`CnnArch::parse`].
+    fn from_str(s: &str) -> Result<Self> {
+        Self::parse(s)
     }
 }
 
@@ -301,26 +340,6 @@ impl fmt::Display for CnnArch {
 // ---------------------------------------------------------------------------------------------
 // Initialisation (PyTorch 0.4 defaults, §21.5.6), drawn on the CPU from a seeded RNG so that a
 // model built from a seed is identical on every backend.
-
-thread_local! {
-    static PLACEHOLDER_WEIGHTS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Runs `f` with every layer built on this thread getting zero weights instead of random ones:
-/// for models whose state dict is loaded right after (drawing 28 M random numbers only to
-/// overwrite them was a tenth of `sg2im run`).
-pub(crate) fn with_placeholder_weights<T>(f: impl FnOnce() -> T) -> T {
-    let before = PLACEHOLDER_WEIGHTS.with(|p| p.replace(true));
-    let out = f();
-    PLACEHOLDER_WEIGHTS.with(|p| p.set(before));
-    out
-}
-
-fn placeholder(shape: &[usize]) -> Option<TensorData> {
-    PLACEHOLDER_WEIGHTS
-        .with(|p| p.get())
-        .then(|| TensorData::new(vec![0f32; shape.iter().product()], shape.to_vec()))
-}
 
 fn uniform_data(rng: &mut dyn rand::RngCore, shape: &[usize], bound: f64) -> TensorData {
     if let Some(zeros) = placeholder(shape) {
@@ -386,33 +405,7 @@ impl Linear {
     }
 }
 
-impl Params for Linear {
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, ParamKind, ParamRef<'_>)) {
-        f(
-            &key(prefix, "weight"),
-            ParamKind::Trainable,
-            ParamRef::R2(&self.weight),
-        );
-        f(
-            &key(prefix, "bias"),
-            ParamKind::Trainable,
-            ParamRef::R1(&self.bias),
-        );
-    }
-    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, ParamKind, ParamMut<'_>)) {
-        f(
-            &key(prefix, "weight"),
-            ParamKind::Trainable,
-            ParamMut::R2(&mut self.weight),
-        );
-        f(
-            &key(prefix, "bias"),
-            ParamKind::Trainable,
-            ParamMut::R1(&mut self.bias),
-        );
-    }
-    fn set_training(&mut self, _: bool) {}
-}
+impl_leaf_params!(Linear { weight, bias });
 
 /// `nn.Conv2d` with PyTorch's `(out, in, kh, kw)` weight, square kernel.
 #[derive(Debug, Clone)]
@@ -453,43 +446,15 @@ impl Conv2d {
 
     /// `(N, Cin, H, W) → (N, Cout, H', W')`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        crate::model::conv_gemm::conv2d_gemm(
-            x,
-            self.weight.clone(),
-            self.bias.clone(),
-            self.stride,
-            self.padding,
-        )
+        let (s, p) = (self.stride, self.padding);
+        kernels::conv::conv2d(&x, &self.weight, &self.bias, s, p).unwrap_or_else(|| {
+            let opts = ConvOptions::new([s; 2], [p; 2], [1, 1], 1);
+            conv2d(x, self.weight.clone(), Some(self.bias.clone()), opts)
+        })
     }
 }
 
-impl Params for Conv2d {
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, ParamKind, ParamRef<'_>)) {
-        f(
-            &key(prefix, "weight"),
-            ParamKind::Trainable,
-            ParamRef::R4(&self.weight),
-        );
-        f(
-            &key(prefix, "bias"),
-            ParamKind::Trainable,
-            ParamRef::R1(&self.bias),
-        );
-    }
-    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, ParamKind, ParamMut<'_>)) {
-        f(
-            &key(prefix, "weight"),
-            ParamKind::Trainable,
-            ParamMut::R4(&mut self.weight),
-        );
-        f(
-            &key(prefix, "bias"),
-            ParamKind::Trainable,
-            ParamMut::R1(&mut self.bias),
-        );
-    }
-    fn set_training(&mut self, _: bool) {}
-}
+impl_leaf_params!(Conv2d { weight, bias });
 
 /// `nn.BatchNorm1d` / `nn.BatchNorm2d` (eps 1e-5, momentum 0.1, §21.5.4).
 ///
@@ -539,39 +504,32 @@ impl BatchNorm {
     }
 
     /// `(N, C, H, W)` (BatchNorm2d), then `act` if given: on the CPU one fused operation
-    /// ([`norm_act`](crate::model::norm_act)), elsewhere Burn's operations.
+    /// ([`kernels::norm_act`]), elsewhere Burn's operations.
     pub fn forward4(&mut self, x: Tensor<4>, act: Option<&Activation>) -> Tensor<4> {
-        if on_cpu(&x) {
-            let running;
-            let stats = if self.training {
-                BnStats::Batch
-            } else {
-                running = (
-                    host(self.running_mean.clone()),
-                    host(self.running_var.clone()),
-                );
-                BnStats::Running {
-                    mean: &running.0,
-                    var: &running.1,
-                }
-            };
-            let slope = act.map(|a| a.slope() as f32);
-            if let Some(out) = batch_norm_act(&x, &self.weight, &self.bias, stats, BN_EPS, slope) {
-                if let Some((mean, var)) = out.batch_stats {
-                    let [n, c, h, w] = x.dims();
-                    let device = self.running_mean.device();
-                    let mean = Tensor::<1>::from_data(TensorData::new(mean, [c]), &device);
-                    let var = Tensor::<1>::from_data(TensorData::new(var, [c]), &device);
-                    self.update_running(mean, var, n * h * w);
-                }
-                return out.y;
+        let stats = if self.training {
+            BnStats::Batch
+        } else {
+            BnStats::Running {
+                mean: &self.running_mean,
+                var: &self.running_var,
             }
+        };
+        let slope = act.map(|a| a.slope() as f32);
+        let Some(out) = batch_norm_act(&x, &self.weight, &self.bias, stats, BN_EPS, slope) else {
+            let y = self.forward4_composed(x);
+            return match act {
+                Some(a) => a.apply(y),
+                None => y,
+            };
+        };
+        if let Some((mean, var)) = out.batch_stats {
+            let [n, c, h, w] = x.dims();
+            let device = self.running_mean.device();
+            let mean = Tensor::<1>::from_data(TensorData::new(mean, [c]), &device);
+            let var = Tensor::<1>::from_data(TensorData::new(var, [c]), &device);
+            self.update_running(mean, var, n * h * w);
         }
-        let y = self.forward4_composed(x);
-        match act {
-            Some(a) => a.apply(y),
-            None => y,
-        }
+        out.y
     }
 
     /// Moves the running statistics towards a batch's mean and (biased) variance over `count`
@@ -625,55 +583,7 @@ impl BatchNorm {
     }
 }
 
-impl Params for BatchNorm {
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, ParamKind, ParamRef<'_>)) {
-        f(
-            &key(prefix, "weight"),
-            ParamKind::Trainable,
-            ParamRef::R1(&self.weight),
-        );
-        f(
-            &key(prefix, "bias"),
-            ParamKind::Trainable,
-            ParamRef::R1(&self.bias),
-        );
-        f(
-            &key(prefix, "running_mean"),
-            ParamKind::Buffer,
-            ParamRef::R1(&self.running_mean),
-        );
-        f(
-            &key(prefix, "running_var"),
-            ParamKind::Buffer,
-            ParamRef::R1(&self.running_var),
-        );
-    }
-    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, ParamKind, ParamMut<'_>)) {
-        f(
-            &key(prefix, "weight"),
-            ParamKind::Trainable,
-            ParamMut::R1(&mut self.weight),
-        );
-        f(
-            &key(prefix, "bias"),
-            ParamKind::Trainable,
-            ParamMut::R1(&mut self.bias),
-        );
-        f(
-            &key(prefix, "running_mean"),
-            ParamKind::Buffer,
-            ParamMut::R1(&mut self.running_mean),
-        );
-        f(
-            &key(prefix, "running_var"),
-            ParamKind::Buffer,
-            ParamMut::R1(&mut self.running_var),
-        );
-    }
-    fn set_training(&mut self, training: bool) {
-        self.training = training;
-    }
-}
+impl_leaf_params!(BatchNorm { weight, bias; buffers: running_mean, running_var; mode: training });
 
 /// `nn.InstanceNorm2d` as in PyTorch 0.4: no affine parameters, no running statistics.
 /// `(N, C, H, W) → (N, C, H, W)`.
@@ -704,23 +614,7 @@ impl Embedding {
     }
 }
 
-impl Params for Embedding {
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, ParamKind, ParamRef<'_>)) {
-        f(
-            &key(prefix, "weight"),
-            ParamKind::Trainable,
-            ParamRef::R2(&self.weight),
-        );
-    }
-    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, ParamKind, ParamMut<'_>)) {
-        f(
-            &key(prefix, "weight"),
-            ParamKind::Trainable,
-            ParamMut::R2(&mut self.weight),
-        );
-    }
-    fn set_training(&mut self, _: bool) {}
-}
+impl_leaf_params!(Embedding { weight });
 
 /// A tensor flowing through a [`Sequential`]: feature vectors or feature maps.
 #[derive(Debug, Clone)]
@@ -845,7 +739,8 @@ impl Sequential {
     pub fn forward(&mut self, mut x: Feature) -> Feature {
         let mut i = 0;
         while i < self.layers.len() {
-            // A BatchNorm and the activation after it run as one operation (`norm_act`).
+            // A BatchNorm and the activation after it run as one operation
+            // (`kernels::norm_act`).
             if let [Layer::BatchNorm(bn), Layer::Act(act), ..] = &mut self.layers[i..] {
                 x = bn.forward(x, Some(act));
                 i += 2;
@@ -1099,6 +994,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("leakyrelu-x"), "{err}");
+    }
+
+    /// A slope that parses as a float but is not finite would make every activation NaN or
+    /// infinite; it is rejected with the value named. Other strings keep the 0.01 quirk.
+    #[test]
+    fn activation_slope_must_be_finite() {
+        for bad in [
+            "leakyrelu-nan",
+            "LeakyReLU-NaN",
+            "leakyrelu-inf",
+            "leakyrelu-infinity",
+        ] {
+            let err = Activation::from_original(bad).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("{bad:?}")) && err.contains("finite number"),
+                "{bad}: {err}"
+            );
+            assert!(bad.parse::<Activation>().is_err(), "{bad}");
+        }
+        assert_eq!("nan".parse::<Activation>().unwrap().slope(), 0.01);
+        assert_eq!(
+            "leakyrelu-0.001".parse::<Activation>().unwrap().slope(),
+            1e-3
+        );
+        let a: Activation = "leakyrelu-0.2".parse().unwrap();
+        assert_eq!(a.to_string(), "leakyrelu-0.2");
     }
 
     #[test]

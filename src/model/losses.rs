@@ -25,7 +25,7 @@ impl FromStr for GanLossType {
             "lsgan" => Ok(Self::Lsgan),
             "wgan" => Ok(Self::Wgan),
             _ => Err(Error::invalid(format!(
-                "invalid gan_loss_type {s:?}: expected gan, lsgan or wgan"
+                "invalid gan_loss_type {s:?}: expected gan, wgan or lsgan"
             ))),
         }
     }

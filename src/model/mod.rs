@@ -9,13 +9,12 @@
 //! | [`generator`] | `model.py` | the whole generator |
 //! | [`discriminators`] | `discriminators.py` | D_img, D_obj |
 //! | [`losses`], [`metrics`] | `losses.py`, `metrics.py` | training objective, box IoU |
-//! | [`conv_gemm`] | – | (CPU speed: stride-1 convolutions and their gradients as long GEMMs) |
-//! | [`norm_act`] | – | (CPU speed: BatchNorm + activation as one pass each way) |
-//! | [`cpu_ops`] | – | (what those two share: the on/off switch, host buffers) |
+//! | [`params`] | `state_dict()` | parameters by state-dict key, loading, placeholder weights |
+//!
+//! The layers ask [`crate::kernels`] first on the CPU and otherwise compose Burn's operations;
+//! the original's `model_kwargs` dicts are read and written in [`crate::io::kwargs`].
 
 pub mod bilinear;
-pub mod conv_gemm;
-pub mod cpu_ops;
 pub mod crn;
 pub mod discriminators;
 pub mod generator;
@@ -24,5 +23,4 @@ pub mod layers;
 pub mod layout;
 pub mod losses;
 pub mod metrics;
-pub mod norm_act;
 pub mod params;

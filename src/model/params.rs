@@ -75,6 +75,22 @@ impl ParamMut<'_> {
     }
 }
 
+macro_rules! rank_conversions {
+    ($($rank:literal => $variant:ident),*) => {$(
+        impl<'a> From<&'a Tensor<$rank>> for ParamRef<'a> {
+            fn from(t: &'a Tensor<$rank>) -> Self {
+                ParamRef::$variant(t)
+            }
+        }
+        impl<'a> From<&'a mut Tensor<$rank>> for ParamMut<'a> {
+            fn from(t: &'a mut Tensor<$rank>) -> Self {
+                ParamMut::$variant(t)
+            }
+        }
+    )*};
+}
+rank_conversions!(1 => R1, 2 => R2, 4 => R4);
+
 /// An owned tensor of rank 1, 2 or 4 (for rank-agnostic code such as the optimizer).
 #[derive(Clone, Debug)]
 pub enum TensorAny {
@@ -198,6 +214,40 @@ macro_rules! impl_params {
     };
 }
 
+/// Implements [`Params`] for a leaf layer whose tensor fields are named after their state-dict
+/// keys: the listed fields are trainable, those after `buffers:` are not (BatchNorm's running
+/// statistics), and `mode:` names the flag [`Params::set_training`] sets.
+///
+/// `impl_leaf_params!(BatchNorm { weight, bias; buffers: running_mean, running_var; mode: training })`
+macro_rules! impl_leaf_params {
+    ($ty:ty { $($field:ident),* $(; buffers: $($buffer:ident),*)? $(; mode: $flag:ident)? }) => {
+        impl $crate::model::params::Params for $ty {
+            fn visit(
+                &self,
+                prefix: &str,
+                f: &mut dyn FnMut(&str, $crate::model::params::ParamKind, $crate::model::params::ParamRef<'_>),
+            ) {
+                use $crate::model::params::{ParamKind, key};
+                $( f(&key(prefix, stringify!($field)), ParamKind::Trainable, (&self.$field).into()); )*
+                $($( f(&key(prefix, stringify!($buffer)), ParamKind::Buffer, (&self.$buffer).into()); )*)?
+            }
+            fn visit_mut(
+                &mut self,
+                prefix: &str,
+                f: &mut dyn FnMut(&str, $crate::model::params::ParamKind, $crate::model::params::ParamMut<'_>),
+            ) {
+                use $crate::model::params::{ParamKind, key};
+                $( f(&key(prefix, stringify!($field)), ParamKind::Trainable, (&mut self.$field).into()); )*
+                $($( f(&key(prefix, stringify!($buffer)), ParamKind::Buffer, (&mut self.$buffer).into()); )*)?
+            }
+            fn set_training(&mut self, _training: bool) {
+                $( self.$flag = _training; )?
+            }
+        }
+    };
+}
+pub(crate) use impl_leaf_params;
+
 /// Every tensor as `(key, kind, data)` in state-dict order.
 pub fn state_dict(m: &impl Params) -> Vec<(String, ParamKind, TensorData)> {
     let mut out = Vec::new();
@@ -235,9 +285,31 @@ pub fn build_and_load<M: Params>(
     build: impl FnOnce(&mut dyn rand::RngCore) -> Result<M>,
 ) -> Result<M> {
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);
-    let mut m = crate::model::layers::with_placeholder_weights(|| build(&mut rng))?;
+    let mut m = with_placeholder_weights(|| build(&mut rng))?;
     load_state_dict(&mut m, state, device, what)?;
     Ok(m)
+}
+
+thread_local! {
+    static PLACEHOLDER_WEIGHTS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with every layer built on this thread getting zero weights instead of random ones:
+/// for models whose state dict is loaded right after (drawing 28 M random numbers only to
+/// overwrite them was a tenth of `sg2im run`).
+fn with_placeholder_weights<T>(f: impl FnOnce() -> T) -> T {
+    let before = PLACEHOLDER_WEIGHTS.with(|p| p.replace(true));
+    let out = f();
+    PLACEHOLDER_WEIGHTS.with(|p| p.set(before));
+    out
+}
+
+/// Zeros of `shape` inside [`with_placeholder_weights`], else `None` (the layer's initialiser
+/// then draws its random weights).
+pub(crate) fn placeholder(shape: &[usize]) -> Option<TensorData> {
+    PLACEHOLDER_WEIGHTS
+        .with(|p| p.get())
+        .then(|| TensorData::new(vec![0f32; shape.iter().product()], shape.to_vec()))
 }
 
 /// [`state_dict`] as name → data, the form [`crate::io::model_file::NetState`] holds.

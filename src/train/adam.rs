@@ -9,7 +9,7 @@
 //! module (Burn's own optimizers key it by tensor id, which does not survive, see
 //! FRAMEWORK_NOTES pitfall 3), and it serialises to plain tensors for exact resume.
 
-use crate::model::cpu_ops;
+use crate::kernels::adam::adam_update;
 use crate::model::params::{ParamKind, ParamMut, Params};
 use crate::{Error, Result};
 use burn::tensor::{Gradients, Tensor, TensorData};
@@ -183,34 +183,29 @@ fn update<const D: usize>(
     let bias_correction2 = 1.0 - cfg.beta2.powi(st.step as i32);
     let step_size = (cfg.lr * bias_correction2.sqrt() / bias_correction1) as f32;
     let autodiff = param.is_autodiff();
-    if let Some((value, m, v)) = cpu_ops::adam_update(
-        &param.clone().inner().reshape([n]),
+    let value = param.clone().inner().reshape([n]);
+    let (b1, b2) = (cfg.beta1, cfg.beta2);
+    let (value, m, v) = adam_update(
+        &value,
         &grad,
         &st.exp_avg,
         &st.exp_avg_sq,
-        cfg,
+        (b1, b2),
+        cfg.eps,
         step_size,
-    ) {
-        st.exp_avg = m;
-        st.exp_avg_sq = v;
-        let updated = value.reshape(dims);
-        *param = if autodiff {
-            updated.autodiff().require_grad()
-        } else {
-            updated
-        };
-        return;
-    }
-    // Scalars enter the f32 kernels as f32, as PyTorch's CUDA kernels did.
-    let (b1, b2) = (cfg.beta1 as f32, cfg.beta2 as f32);
-    st.exp_avg =
-        st.exp_avg.clone().mul_scalar(b1) + grad.clone().mul_scalar((1.0 - cfg.beta1) as f32);
-    st.exp_avg_sq = st.exp_avg_sq.clone().mul_scalar(b2)
-        + (grad.clone() * grad).mul_scalar((1.0 - cfg.beta2) as f32);
-    let denom = st.exp_avg_sq.clone().sqrt().add_scalar(cfg.eps as f32);
-    let value = param.clone().inner().reshape([n]);
-    let updated = value - (st.exp_avg.clone() / denom).mul_scalar(step_size);
-    let updated = updated.reshape(dims);
+    )
+    .unwrap_or_else(|| {
+        // Scalars enter the f32 kernels as f32, as PyTorch's CUDA kernels did.
+        let m =
+            st.exp_avg.clone().mul_scalar(b1 as f32) + grad.clone().mul_scalar((1.0 - b1) as f32);
+        let v = st.exp_avg_sq.clone().mul_scalar(b2 as f32)
+            + (grad.clone() * grad.clone()).mul_scalar((1.0 - b2) as f32);
+        let denom = v.clone().sqrt().add_scalar(cfg.eps as f32);
+        (value - (m.clone() / denom).mul_scalar(step_size), m, v)
+    });
+    st.exp_avg = m;
+    st.exp_avg_sq = v;
+    let updated = value.reshape(dims);
     *param = if autodiff {
         updated.autodiff().require_grad()
     } else {

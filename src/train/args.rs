@@ -7,6 +7,8 @@
 
 use crate::data::DatasetKind;
 use crate::device::DeviceChoice;
+use crate::model::layers::{Activation, CnnArch, Normalization, Padding};
+use crate::model::losses::GanLossType;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -61,31 +63,14 @@ fn parse_finite(s: &str) -> std::result::Result<f64, String> {
     }
 }
 
-fn parse_norm(s: &str) -> std::result::Result<String, String> {
-    match s {
-        "batch" | "instance" | "none" => Ok(s.to_string()),
-        _ => Err(format!("expected batch, instance or none, got {s:?}")),
-    }
-}
-
-fn parse_mlp_norm(s: &str) -> std::result::Result<String, String> {
-    match s {
-        "batch" | "none" => Ok(s.to_string()),
-        _ => Err(format!("expected batch or none, got {s:?}")),
-    }
-}
-
-fn parse_gan_type(s: &str) -> std::result::Result<String, String> {
-    match s {
-        "gan" | "wgan" | "lsgan" => Ok(s.to_string()),
-        _ => Err(format!("expected gan, wgan or lsgan, got {s:?}")),
-    }
-}
-
-fn parse_padding(s: &str) -> std::result::Result<String, String> {
-    match s {
-        "same" | "valid" => Ok(s.to_string()),
-        _ => Err(format!("expected same or valid, got {s:?}")),
+/// `--mlp_normalization`: a [`Normalization`] other than instance norm, which the original's
+/// MLP builder does not have.
+fn parse_mlp_norm(s: &str) -> Result<Normalization> {
+    match s.parse()? {
+        Normalization::Instance => Err(Error::invalid(format!(
+            "invalid mlp normalization {s:?}: expected batch or none"
+        ))),
+        norm => Ok(norm),
     }
 }
 
@@ -270,16 +255,19 @@ pub struct TrainArgs {
     pub gconv_num_layers: usize,
     /// batch or none; also applies to the relationship-auxiliary MLP.
     #[arg(long = "mlp_normalization", alias = "mlp-normalization", default_value = "none", value_parser = parse_mlp_norm)]
-    pub mlp_normalization: String,
+    #[serde(with = "as_text")]
+    pub mlp_normalization: Normalization,
     #[arg(long = "refinement_network_dims", alias = "refinement-network-dims", default_value = "1024,512,256,128,64", value_parser = parse_int_tuple)]
     pub refinement_network_dims: ::std::vec::Vec<usize>,
     /// CRN normalisation: batch, instance or none.
-    #[arg(long = "normalization", default_value = "batch", value_parser = parse_norm)]
-    pub normalization: String,
+    #[arg(long = "normalization", default_value = "batch")]
+    #[serde(with = "as_text")]
+    pub normalization: Normalization,
     /// As the original: every string gives a LeakyReLU; "leakyrelu-S" has slope S, anything
     /// else (including "relu") slope 0.01 (spec §3.2).
     #[arg(long = "activation", default_value = "leakyrelu-0.2")]
-    pub activation: String,
+    #[serde(with = "as_text")]
+    pub activation: Activation,
     #[arg(
         long = "layout_noise_dim",
         alias = "layout-noise-dim",
@@ -312,29 +300,38 @@ pub struct TrainArgs {
     #[arg(long = "discriminator_loss_weight", alias = "discriminator-loss-weight", default_value = "0.01", value_parser = parse_finite)]
     pub discriminator_loss_weight: f64,
     /// gan, wgan or lsgan (lsgan squashes scores with a sigmoid first, as the original).
-    #[arg(long = "gan_loss_type", alias = "gan-loss-type", default_value = "gan", value_parser = parse_gan_type)]
-    pub gan_loss_type: String,
+    #[arg(long = "gan_loss_type", alias = "gan-loss-type", default_value = "gan")]
+    #[serde(with = "as_text")]
+    pub gan_loss_type: GanLossType,
     /// (TRAINING.md: clips D weights for WGAN. The original's code never uses it; neither do we.)
     #[arg(long = "d_clip", alias = "d-clip", value_parser = parse_finite)]
     pub d_clip: Option<f64>,
-    #[arg(long = "d_normalization", alias = "d-normalization", default_value = "batch", value_parser = parse_norm)]
-    pub d_normalization: String,
+    #[arg(
+        long = "d_normalization",
+        alias = "d-normalization",
+        default_value = "batch"
+    )]
+    #[serde(with = "as_text")]
+    pub d_normalization: Normalization,
     /// same or valid ("same" fails with the default 4x4 kernels, as in the original).
-    #[arg(long = "d_padding", alias = "d-padding", default_value = "valid", value_parser = parse_padding)]
-    pub d_padding: String,
+    #[arg(long = "d_padding", alias = "d-padding", default_value = "valid")]
+    #[serde(with = "as_text")]
+    pub d_padding: Padding,
     #[arg(
         long = "d_activation",
         alias = "d-activation",
         default_value = "leakyrelu-0.2"
     )]
-    pub d_activation: String,
+    #[serde(with = "as_text")]
+    pub d_activation: Activation,
     /// (TRAINING.md gives no default.)
     #[arg(
         long = "d_obj_arch",
         alias = "d-obj-arch",
         default_value = "C4-64-2,C4-128-2,C4-256-2"
     )]
-    pub d_obj_arch: String,
+    #[serde(with = "arch_text")]
+    pub d_obj_arch: CnnArch,
     #[arg(long = "crop_size", alias = "crop-size", default_value = "32", value_parser = parse_positive)]
     pub crop_size: usize,
     /// 0 removes the object discriminator.
@@ -350,7 +347,8 @@ pub struct TrainArgs {
         alias = "d-img-arch",
         default_value = "C4-64-2,C4-128-2,C4-256-2"
     )]
-    pub d_img_arch: String,
+    #[serde(with = "arch_text")]
+    pub d_img_arch: CnnArch,
     /// 0 removes the image discriminator.
     #[arg(long = "d_img_weight", alias = "d-img-weight", default_value = "1.0", value_parser = parse_finite)]
     pub d_img_weight: f64,
@@ -434,6 +432,43 @@ fn parse_positive_u64(s: &str) -> std::result::Result<u64, String> {
     match s.trim().parse::<u64>() {
         Ok(v) if v > 0 => Ok(v),
         _ => Err(format!("expected a positive integer, got {s:?}")),
+    }
+}
+
+/// The typed flags in checkpoints' `args`: the text they were given (so the stored args read as
+/// the original's), parsed back with the type's `FromStr`.
+mod as_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::fmt::Display;
+    use std::str::FromStr;
+
+    pub fn serialize<T: Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(v)
+    }
+
+    pub fn deserialize<'de, T, D>(d: D) -> Result<T, D::Error>
+    where
+        T: FromStr,
+        T::Err: Display,
+        D: Deserializer<'de>,
+    {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// As [`as_text`], with the architecture's spelling (its `Display` is the shortest form).
+mod arch_text {
+    use crate::model::layers::CnnArch;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(a: &CnnArch, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(a.spelling())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<CnnArch, D::Error> {
+        super::as_text::deserialize(d)
     }
 }
 
@@ -603,10 +638,11 @@ mod tests {
             (a.gconv_dim, a.gconv_hidden_dim, a.gconv_num_layers),
             (128, 512, 5)
         );
-        assert_eq!(a.mlp_normalization, "none");
+        assert_eq!(a.mlp_normalization, Normalization::None);
         assert_eq!(a.refinement_network_dims, vec![1024, 512, 256, 128, 64]);
-        assert_eq!(a.normalization, "batch");
-        assert_eq!(a.activation, "leakyrelu-0.2");
+        assert_eq!(a.normalization, Normalization::Batch);
+        assert_eq!(a.activation.spelling(), "leakyrelu-0.2");
+        assert_eq!(a.activation.slope(), 0.2);
         assert_eq!(a.layout_noise_dim, 32);
         assert_eq!(a.use_boxes_pred_after, -1);
         assert_eq!(a.mask_loss_weight, 0.0);
@@ -614,16 +650,16 @@ mod tests {
         assert_eq!(a.bbox_pred_loss_weight, 10.0);
         assert_eq!(a.predicate_pred_loss_weight, 0.0);
         assert_eq!(a.discriminator_loss_weight, 0.01);
-        assert_eq!(a.gan_loss_type, "gan");
+        assert_eq!(a.gan_loss_type, GanLossType::Gan);
         assert_eq!(a.d_clip, None);
-        assert_eq!(a.d_normalization, "batch");
-        assert_eq!(a.d_padding, "valid");
-        assert_eq!(a.d_activation, "leakyrelu-0.2");
-        assert_eq!(a.d_obj_arch, "C4-64-2,C4-128-2,C4-256-2");
+        assert_eq!(a.d_normalization, Normalization::Batch);
+        assert_eq!(a.d_padding, Padding::Valid);
+        assert_eq!(a.d_activation.spelling(), "leakyrelu-0.2");
+        assert_eq!(a.d_obj_arch.spelling(), "C4-64-2,C4-128-2,C4-256-2");
         assert_eq!(a.crop_size, 32);
         assert_eq!(a.d_obj_weight, 1.0);
         assert_eq!(a.ac_loss_weight, 0.1);
-        assert_eq!(a.d_img_arch, "C4-64-2,C4-128-2,C4-256-2");
+        assert_eq!(a.d_img_arch.spelling(), "C4-64-2,C4-128-2,C4-256-2");
         assert_eq!(a.d_img_weight, 1.0);
         assert_eq!(a.print_every, 10);
         assert!(!a.timing);
@@ -707,6 +743,18 @@ mod tests {
                 "expected batch, instance or none",
             ),
             (vec!["--learning_rate", "nan"], "--learning_rate"),
+            (
+                vec!["--mlp_normalization", "instance"],
+                "expected batch or none",
+            ),
+            (vec!["--d_padding", "reflect"], "expected same or valid"),
+            (
+                vec!["--activation", "leakyrelu-nan"],
+                "\"leakyrelu-nan\": the slope after '-' must be a finite number",
+            ),
+            (vec!["--d_activation", "leakyrelu-inf"], "--d_activation"),
+            (vec!["--d_obj_arch", "C4-64,X"], "--d_obj_arch"),
+            (vec!["--d_img_arch", "C4"], "invalid architecture \"C4\""),
             (vec!["--device", "tpu"], "--device"),
             (vec!["--no_such_flag", "1"], "--no_such_flag"),
         ] {
@@ -753,5 +801,37 @@ mod tests {
         assert_eq!(python_repr(&j["timing"]), "False");
         assert_eq!(python_repr(&j["bbox_pred_loss_weight"]), "10.0");
         assert_eq!(python_repr(&j["learning_rate"]), "0.0001");
+    }
+
+    /// The typed flags are stored as they were spelled (the original stored the strings), and
+    /// read back to the same values.
+    #[test]
+    fn typed_flags_are_stored_as_spelled() {
+        let a = parse(&[
+            "--d_obj_arch",
+            "I3,C4-64-1,C3-8",
+            "--activation",
+            "relu",
+            "--d_activation",
+            "leakyrelu-0.20",
+            "--gan_loss_type",
+            "wgan",
+            "--mlp_normalization",
+            "batch",
+        ])
+        .unwrap();
+        let j = a.to_json();
+        assert_eq!(j["d_obj_arch"], "I3,C4-64-1,C3-8");
+        assert_eq!(j["d_img_arch"], "C4-64-2,C4-128-2,C4-256-2");
+        assert_eq!(j["activation"], "relu");
+        assert_eq!(j["d_activation"], "leakyrelu-0.20");
+        assert_eq!(j["gan_loss_type"], "wgan");
+        assert_eq!(j["mlp_normalization"], "batch");
+        assert_eq!(j["d_padding"], "valid");
+        assert_eq!(TrainArgs::from_json(&j).unwrap(), a);
+        let mut bad = j.clone();
+        bad["d_activation"] = "leakyrelu-nan".into();
+        let err = TrainArgs::from_json(&bad).unwrap_err().to_string();
+        assert!(err.contains("leakyrelu-nan"), "{err}");
     }
 }

@@ -171,7 +171,7 @@ impl LossConfig {
             // The products are formed in Python floats (double) before entering the f32 graph.
             d_obj: (args.discriminator_loss_weight * args.d_obj_weight) as f32,
             d_img: (args.discriminator_loss_weight * args.d_img_weight) as f32,
-            gan: args.gan_loss_type.parse()?,
+            gan: args.gan_loss_type,
         })
     }
 }

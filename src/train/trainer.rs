@@ -19,8 +19,12 @@
 
 use crate::data::loader::{LoadedBatch, Loader};
 use crate::io::model_file;
-use crate::model::discriminators::{AcCropDiscriminator, PatchDiscriminator};
+use crate::model::discriminators::{
+    AcCropDiscriminator, AcCropDiscriminatorConfig, DiscriminatorConfig, PatchDiscriminator,
+};
 use crate::model::generator::{Sg2Im, Sg2ImConfig};
+use crate::model::graph::GconvPooling;
+use crate::model::layers::{CnnArch, PoolKind};
 use crate::model::params::{Params, load_state_dict, to_device};
 use crate::report::{Quiet, Reporter};
 use crate::rng::{TrainRng, derive_seed};
@@ -97,47 +101,56 @@ impl StopSignal {
     }
 }
 
-/// The original's generator kwargs from the flags (§18.2 step 3).
+/// The generator's configuration from the flags (§18.2 step 3; `gconv_pooling` is not a flag
+/// and keeps the class default, avg).
 pub fn generator_config(args: &TrainArgs, vocab: &Vocab) -> Result<Sg2ImConfig> {
-    let kw = json!({
-        "vocab": vocab,
-        "image_size": [args.image_size.0, args.image_size.1],
-        "embedding_dim": args.embedding_dim,
-        "gconv_dim": args.gconv_dim,
-        "gconv_hidden_dim": args.gconv_hidden_dim,
-        "gconv_num_layers": args.gconv_num_layers,
-        "mlp_normalization": args.mlp_normalization,
-        "refinement_dims": args.refinement_network_dims,
-        "normalization": args.normalization,
-        "activation": args.activation,
-        "mask_size": args.mask_size,
-        "layout_noise_dim": args.layout_noise_dim,
-    });
-    Sg2ImConfig::from_model_kwargs(&kw)
-        .map(|(c, _)| c)
-        .map_err(|e| Error::invalid(format!("generator configuration from the flags: {e}")))
+    let cfg = Sg2ImConfig {
+        vocab: vocab.clone(),
+        image_size: args.image_size,
+        embedding_dim: args.embedding_dim,
+        gconv_dim: args.gconv_dim,
+        gconv_hidden_dim: args.gconv_hidden_dim,
+        gconv_pooling: GconvPooling::Avg,
+        gconv_num_layers: args.gconv_num_layers,
+        mlp_normalization: args.mlp_normalization,
+        refinement_dims: args.refinement_network_dims.clone(),
+        normalization: args.normalization,
+        activation: args.activation.clone(),
+        mask_size: args.mask_size,
+        layout_noise_dim: args.layout_noise_dim,
+    };
+    vocab
+        .validate()
+        .map_err(Error::invalid)
+        .and_then(|()| cfg.validate())
+        .map_err(|e| Error::invalid(format!("generator configuration from the flags: {e}")))?;
+    Ok(cfg)
 }
 
-/// `d_obj_kwargs` from the flags (§18.2 step 5).
-pub fn d_obj_kwargs(args: &TrainArgs, vocab: &Vocab) -> Value {
-    json!({
-        "vocab": vocab,
-        "arch": args.d_obj_arch,
-        "normalization": args.d_normalization,
-        "activation": args.d_activation,
-        "padding": args.d_padding,
-        "object_size": args.crop_size,
-    })
+/// The discriminators' CNN options from the flags (§18.2 steps 5 and 6; `pooling` is not a flag
+/// and keeps the class default, avg).
+fn discriminator_config(args: &TrainArgs, arch: &CnnArch) -> DiscriminatorConfig {
+    DiscriminatorConfig {
+        arch: arch.clone(),
+        normalization: args.d_normalization,
+        activation: args.d_activation.clone(),
+        padding: args.d_padding,
+        pooling: PoolKind::Avg,
+    }
 }
 
-/// `d_img_kwargs` from the flags (§18.2 step 6).
-pub fn d_img_kwargs(args: &TrainArgs) -> Value {
-    json!({
-        "arch": args.d_img_arch,
-        "normalization": args.d_normalization,
-        "activation": args.d_activation,
-        "padding": args.d_padding,
-    })
+/// The object discriminator's configuration from the flags (§18.2 step 5).
+pub fn d_obj_config(args: &TrainArgs, vocab: &Vocab) -> AcCropDiscriminatorConfig {
+    AcCropDiscriminatorConfig {
+        vocab: vocab.clone(),
+        cnn: discriminator_config(args, &args.d_obj_arch),
+        object_size: args.crop_size,
+    }
+}
+
+/// The image discriminator's configuration from the flags (§18.2 step 6).
+pub fn d_img_config(args: &TrainArgs) -> DiscriminatorConfig {
+    discriminator_config(args, &args.d_img_arch)
 }
 
 fn optim_state(opt: &Adam) -> OptimState {
@@ -221,25 +234,21 @@ pub fn build_nets(args: &TrainArgs, vocab: &Vocab, device: &Device) -> Result<Bu
     // Steps 5 and 6: discriminators.
     let (d_obj, d_obj_kw) = discriminator(
         args.has_d_obj(),
-        || d_obj_kwargs(args, vocab),
-        |kw| {
-            let cfg = AcCropDiscriminator::config_from_kwargs(kw)
-                .map_err(|e| Error::invalid(format!("object discriminator from the flags: {e}")))?;
+        || {
             let mut rng = TrainRng::derived(seed, "init/d_obj", &[]);
-            AcCropDiscriminator::init(&cfg, &device, &mut rng)
+            AcCropDiscriminator::init(&d_obj_config(args, vocab), &device, &mut rng)
         },
+        AcCropDiscriminator::to_kwargs,
         &device,
         adam,
     )?;
     let (d_img, d_img_kw) = discriminator(
         args.has_d_img(),
-        || d_img_kwargs(args),
-        |kw| {
-            let cfg = PatchDiscriminator::config_from_kwargs(kw)
-                .map_err(|e| Error::invalid(format!("image discriminator from the flags: {e}")))?;
+        || {
             let mut rng = TrainRng::derived(seed, "init/d_img", &[]);
-            PatchDiscriminator::init(&cfg, &device, &mut rng)
+            PatchDiscriminator::init(&d_img_config(args), &device, &mut rng)
         },
+        PatchDiscriminator::to_kwargs,
         &device,
         adam,
     )?;
@@ -261,18 +270,18 @@ pub fn build_nets(args: &TrainArgs, vocab: &Vocab, device: &Device) -> Result<Bu
 /// `device` with a fresh Adam; `{}` kwargs when it does not exist.
 fn discriminator<D: Params>(
     exists: bool,
-    kwargs: impl FnOnce() -> Value,
-    init: impl FnOnce(&Value) -> Result<D>,
+    init: impl FnOnce() -> Result<D>,
+    kwargs: impl FnOnce(&D) -> Value,
     device: &Device,
     adam: AdamConfig,
 ) -> Result<(Option<(D, Adam)>, Value)> {
     if !exists {
         return Ok((None, json!({})));
     }
-    let kw = kwargs();
-    let mut d = init(&kw)?;
+    let mut d = init()?;
     to_device(&mut d, device, true);
     Params::set_training(&mut d, true);
+    let kw = kwargs(&d);
     Ok((Some((d, Adam::new(adam))), kw))
 }
 

@@ -682,7 +682,7 @@ impl CocoSceneGraphDataset {
             masks.extend(geometry::threshold(&resized));
             masks_resized.extend(resized);
         }
-        objs.push(self.vocab.object_name_to_idx[IMAGE_OBJECT]);
+        objs.push(self.vocab.image_object()?);
         boxes.push([0.0, 0.0, 1.0, 1.0]);
         masks.extend(std::iter::repeat_n(1u8, m * m));
 

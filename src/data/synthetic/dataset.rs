@@ -7,7 +7,7 @@ use crate::data::coco::geometry::{crop_and_resize_mask, draw_relationships, obje
 use crate::data::{Sample, SceneGraphDataset};
 use crate::imagenet::preprocess_u8_hwc;
 use crate::rng::PyRandom;
-use crate::vocab::{IMAGE_OBJECT, Vocab};
+use crate::vocab::Vocab;
 use crate::{Error, Result};
 
 /// Options of the `shapes` dataset; the defaults are the COCO loader's as training uses it
@@ -132,7 +132,11 @@ impl ShapesDataset {
                 masks.extend(mask);
             }
         }
-        objs.push(self.vocab.object_name_to_idx[IMAGE_OBJECT]);
+        objs.push(
+            self.vocab
+                .image_object()
+                .expect("the shapes vocabulary starts with __image__"),
+        );
         boxes.push([0.0, 0.0, 1.0, 1.0]);
         masks.extend(std::iter::repeat_n(1u8, m * m));
         let centers = object_centers(&boxes, &masks, m);

@@ -16,12 +16,10 @@
 //! convolution (the output gradient with the flipped, transposed kernel), the weight gradient
 //! with `weight_grad_host` and the bias gradient as a sum. Strided convolutions (the
 //! discriminators' downsampling layers) become stride-1 ones over the input's phases
-//! (`Geometry`). Other devices (GPU backends) and other autodiff configurations keep Burn's
-//! own code.
+//! (`Geometry`). Other devices (GPU backends) and other autodiff configurations get `None` and
+//! keep Burn's own code (`model::layers::Conv2d`).
 
-use super::cpu_ops::{AdFlex, SharedMut, dense, filled, flex_tensor, host, on_cpu};
-use burn::tensor::module::conv2d;
-use burn::tensor::ops::ConvOptions;
+use super::host::{AdFlex, SharedMut, dense, filled, flex_tensor, host, on_cpu};
 use burn::tensor::{Device, Tensor, TensorData};
 use burn_autodiff::checkpoint::base::Checkpointer;
 use burn_autodiff::checkpoint::strategy::NoCheckpointing;
@@ -33,26 +31,24 @@ use rayon::prelude::*;
 use std::borrow::Cow;
 use std::mem::MaybeUninit;
 
-/// `conv2d(x, weight, bias)` with stride and symmetric zero padding. On the CPU (`flex`)
-/// convolutions with a square kernel run as `conv_host`: directly without autodiff
-/// (inference), as a custom autodiff operation with autodiff (training). Strided ones become
-/// stride-1 ones over the input's phases (`Geometry`).
+/// `conv2d(x, weight, bias)` with stride and symmetric zero padding, square kernels, on the CPU
+/// (`flex`): directly without autodiff (inference), as a custom autodiff operation with
+/// autodiff (training). Strided convolutions become stride-1 ones over the input's phases
+/// (`Geometry`). `None` for anything else (other devices, mixed plain and autodiff tensors,
+/// unusual or wrong shapes, which Burn then reports).
 ///
 /// # Shapes
 /// `x (N, Ci, H, W)`, `weight (Co, Ci, k, k)`, `bias (Co,)` → `(N, Co, H', W')`.
-pub fn conv2d_gemm(
-    x: Tensor<4>,
-    weight: Tensor<4>,
-    bias: Tensor<1>,
+pub fn conv2d(
+    x: &Tensor<4>,
+    weight: &Tensor<4>,
+    bias: &Tensor<1>,
     stride: usize,
     padding: usize,
-) -> Tensor<4> {
-    let opts = ConvOptions::new([stride; 2], [padding; 2], [1, 1], 1);
-    let device = x.device();
+) -> Option<Tensor<4>> {
     let [_, ci, h, w] = x.dims();
     let [co, wci, kh, kw] = weight.dims();
-    // Anything unusual (shape errors included) goes to Burn, which reports it. `padding < k`
-    // keeps the input gradient's "full" padding `k − 1 − p` non-negative.
+    // `padding < k` keeps the input gradient's "full" padding `k − 1 − p` non-negative.
     let ours = stride >= 1
         && kh == kw
         && padding < kh
@@ -60,22 +56,26 @@ pub fn conv2d_gemm(
         && bias.dims() == [co]
         && kh <= h + 2 * padding
         && kw <= w + 2 * padding
-        && on_cpu(&x)
-        && on_cpu(&weight)
-        && on_cpu(&bias);
-    if ours {
-        // A plain input with an autodiff weight still records a graph.
-        let tracked = [device, weight.device(), bias.device()]
-            .iter()
-            .any(Device::is_autodiff);
-        if !tracked {
-            return forward_host(x, weight, bias, stride, padding);
-        }
-        if let Some(out) = autodiff_conv(x.clone(), weight.clone(), bias.clone(), stride, padding) {
-            return out;
-        }
+        && on_cpu(x)
+        && on_cpu(weight)
+        && on_cpu(bias);
+    if !ours {
+        return None;
     }
-    conv2d(x, weight, Some(bias), opts)
+    // A plain input with an autodiff weight still records a graph.
+    let tracked = [x.device(), weight.device(), bias.device()]
+        .iter()
+        .any(Device::is_autodiff);
+    if !tracked {
+        return Some(forward_host(
+            x.clone(),
+            weight.clone(),
+            bias.clone(),
+            stride,
+            padding,
+        ));
+    }
+    autodiff_conv(x.clone(), weight.clone(), bias.clone(), stride, padding)
 }
 
 fn dims4(t: &FlexTensor) -> [usize; 4] {
@@ -947,6 +947,22 @@ unsafe fn matmul_into(
 mod tests {
     use super::*;
     use burn::tensor::Distribution;
+    use burn::tensor::module::conv2d as burn_conv2d;
+    use burn::tensor::ops::ConvOptions;
+
+    /// What `layers::Conv2d` does: this module's convolution where it applies, else Burn's.
+    fn conv_or_burn(
+        x: Tensor<4>,
+        w: Tensor<4>,
+        b: Tensor<1>,
+        stride: usize,
+        padding: usize,
+    ) -> Tensor<4> {
+        conv2d(&x, &w, &b, stride, padding).unwrap_or_else(|| {
+            let opts = ConvOptions::new([stride; 2], [padding; 2], [1, 1], 1);
+            burn_conv2d(x, w, Some(b), opts)
+        })
+    }
 
     fn vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
         t.into_data().try_to_vec::<f32>().unwrap()
@@ -1004,10 +1020,10 @@ mod tests {
                 let before = OPS.with(|c| c.get());
                 let conv = |x: Tensor<4>| {
                     if ours {
-                        conv2d_gemm(x, wt.clone(), b.clone(), s, p)
+                        conv2d(&x, &wt, &b, s, p).expect("ours")
                     } else {
                         let opts = ConvOptions::new([s; 2], [p; 2], [1, 1], 1);
-                        conv2d(x, wt.clone(), Some(b.clone()), opts)
+                        burn_conv2d(x, wt.clone(), Some(b.clone()), opts)
                     }
                 };
                 let y0 = conv(xi.clone());
@@ -1040,7 +1056,7 @@ mod tests {
         let w: Tensor<4> = Tensor::random([4, 3, 3, 3], Distribution::Normal(0., 1.), &dev);
         let b: Tensor<1> = Tensor::zeros([4], &dev).require_grad();
         let xg = x.clone().require_grad();
-        let y = conv2d_gemm(xg.clone(), w.clone(), b.clone(), 1, 1);
+        let y = conv_or_burn(xg.clone(), w.clone(), b.clone(), 1, 1);
         let grads = y.sum().backward();
         assert!(w.grad(&grads).is_none(), "frozen weight got a gradient");
         assert_eq!(xg.grad(&grads).unwrap().dims(), [2, 3, 5, 5]);
@@ -1051,9 +1067,13 @@ mod tests {
         let w1: Tensor<4> = Tensor::ones([1, 1, 3, 3], &dev).require_grad();
         let b1: Tensor<1> = Tensor::zeros([1], &dev).require_grad();
         let before = OPS.with(|c| c.get());
-        let y = conv2d_gemm(plain.clone(), w1.clone(), b1.clone(), 1, 1);
+        assert!(
+            conv2d(&plain, &w1, &b1, 1, 1).is_none(),
+            "mixed tensors taken"
+        );
+        let y = conv_or_burn(plain.clone(), w1.clone(), b1.clone(), 1, 1);
         let opts = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
-        let y2 = conv2d(plain, w1.clone(), Some(b1), opts);
+        let y2 = burn_conv2d(plain, w1.clone(), Some(b1), opts);
         assert!(y.is_tracked() && y2.is_tracked());
         assert_close("mixed", &vec(y.clone()), &vec(y2), 1e-6);
         assert_eq!(OPS.with(|c| c.get()), before, "mixed tensors went to Burn");
@@ -1062,7 +1082,7 @@ mod tests {
     }
 
     /// The inference forward equals Burn's convolution (1e-5 abs + rel: summation order only),
-    /// strided ones included, and `conv2d_gemm` takes it on a plain CPU device.
+    /// strided ones included, and [`conv2d`] takes it on a plain CPU device.
     #[test]
     fn host_forward_equals_burns() {
         let dev = Device::flex();
@@ -1082,14 +1102,14 @@ mod tests {
             let x: Tensor<4> = Tensor::random([n, ci, h, w], Distribution::Normal(0., 1.), &dev);
             let wt: Tensor<4> = Tensor::random([co, ci, k, k], Distribution::Normal(0., 0.3), &dev);
             let b: Tensor<1> = Tensor::random([co], Distribution::Normal(0., 0.3), &dev);
-            let want = conv2d(
+            let want = burn_conv2d(
                 x.clone(),
                 wt.clone(),
                 Some(b.clone()),
                 ConvOptions::new([s, s], [p, p], [1, 1], 1),
             );
             let got = forward_host(x.clone(), wt.clone(), b.clone(), s, p);
-            let via_layer = conv2d_gemm(x, wt, b, s, p);
+            let via_layer = conv2d(&x, &wt, &b, s, p).expect("a plain CPU convolution is ours");
             assert_eq!(got.dims(), want.dims());
             let want = vec(want);
             assert_close(&format!("forward k{k} s{s} p{p}"), &vec(got), &want, 1e-5);
@@ -1111,7 +1131,7 @@ mod tests {
         let x: Tensor<4> = Tensor::random([n, 4, 64, 64], Distribution::Normal(0., 1.), &dev);
         let wt: Tensor<4> = Tensor::random([4, 4, 3, 3], Distribution::Normal(0., 0.3), &dev);
         let b: Tensor<1> = Tensor::random([4], Distribution::Normal(0., 0.3), &dev);
-        let want = conv2d(
+        let want = burn_conv2d(
             x.clone(),
             wt.clone(),
             Some(b.clone()),

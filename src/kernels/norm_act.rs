@@ -6,10 +6,10 @@
 //! (statistics are accumulated in f64, as PyTorch's CPU kernel does).
 //!
 //! [`batch_norm_act`] and [`leaky_relu`] return `None` where they do not apply (another device,
-//! mixed plain and autodiff tensors, a negative slope, the kernels switched off): the caller
-//! then composes Burn's operations.
+//! mixed plain and autodiff tensors, a negative slope): the caller then composes Burn's
+//! operations.
 
-use super::cpu_ops::{AdFlex, dense, filled, flex_tensor, on_cpu};
+use super::host::{AdFlex, dense, filled, flex_tensor, host, on_cpu};
 use burn::tensor::Tensor;
 use burn_autodiff::checkpoint::base::Checkpointer;
 use burn_autodiff::checkpoint::strategy::NoCheckpointing;
@@ -25,8 +25,12 @@ use std::mem::MaybeUninit;
 pub enum BnStats<'a> {
     /// Training mode: the batch's own mean and biased variance (gradients flow through them).
     Batch,
-    /// Evaluation mode: the running mean and variance (constants).
-    Running { mean: &'a [f32], var: &'a [f32] },
+    /// Evaluation mode: the running mean and variance `(C,)` (constants; read to the host only
+    /// when the kernel applies).
+    Running {
+        mean: &'a Tensor<1>,
+        var: &'a Tensor<1>,
+    },
 }
 
 /// What [`batch_norm_act`] returns.
@@ -249,8 +253,8 @@ fn forward(
             (mean, var)
         }
         BnStats::Running { mean, var } => (
-            mean.iter().map(|&v| v as f64).collect(),
-            var.iter().map(|&v| v as f64).collect(),
+            host(mean.clone()).iter().map(|&v| v as f64).collect(),
+            host(var.clone()).iter().map(|&v| v as f64).collect(),
         ),
     };
     let inv_std: Vec<f64> = var.iter().map(|&v| 1.0 / (v + eps).sqrt()).collect();
@@ -502,7 +506,11 @@ mod tests {
                     let weights: Tensor<4> =
                         Tensor::random([n, c, h, w], Distribution::Normal(0.0, 1.0), &dev);
                     let running = eval.then(|| (&running_mean[..c], &running_var[..c]));
-                    let stats = match running {
+                    let to_tensor = |v: &[f32]| {
+                        Tensor::<1>::from_data(TensorData::new(v.to_vec(), [c]), &Device::flex())
+                    };
+                    let running_t = running.map(|(m, v)| (to_tensor(m), to_tensor(v)));
+                    let stats = match &running_t {
                         Some((mean, var)) => BnStats::Running { mean, var },
                         None => BnStats::Batch,
                     };
