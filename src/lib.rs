@@ -25,6 +25,7 @@ pub mod imagenet;
 pub mod inference;
 pub mod io;
 pub mod malloc;
+pub mod metrics;
 pub mod model;
 pub mod pyrandom;
 pub mod sample_images;

@@ -4,5 +4,6 @@
 pub mod atomic;
 pub mod hdf5;
 pub mod model_file;
+pub mod npz;
 pub mod safetensors_io;
 pub mod torch;
