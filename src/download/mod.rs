@@ -29,6 +29,8 @@ use std::time::Duration;
 pub enum Checksum {
     Md5(String),
     Sha256(String),
+    /// The first hex digits of the SHA-256 (torch hub's convention: `name-<8 hex>.pth`).
+    Sha256Prefix(String),
 }
 
 /// One file to fetch.
@@ -58,6 +60,8 @@ pub enum Bundle {
         ablated: bool,
         full: bool,
     },
+    /// torch-fidelity's Inception-v3 weights for `sg2im metrics`.
+    Inception,
 }
 
 impl Bundle {
@@ -66,7 +70,7 @@ impl Bundle {
         match self {
             Bundle::Coco => sources::COCO_DIR,
             Bundle::Vg => sources::VG_DIR,
-            Bundle::Models { .. } => sources::MODELS_DIR,
+            Bundle::Models { .. } | Bundle::Inception => sources::MODELS_DIR,
         }
     }
 
@@ -80,6 +84,7 @@ impl Bundle {
                 ablated,
                 full,
             } => sources::models(main, ablated, full),
+            Bundle::Inception => sources::inception(),
         }
     }
 }
