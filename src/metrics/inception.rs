@@ -556,7 +556,7 @@ struct Geo {
 }
 
 /// Output columns `[t0, t0 + len)` of a convolution: im2col block (unless 1×1/stride 1), one
-/// GEMM into `dst (Co, P)` with the bias as its initial value, then ReLU on the tile.
+/// GEMM into `dst (Co, P)`, then bias and ReLU on the tile.
 fn conv_gemm_tile(
     cv: &Conv,
     x: &Act,
@@ -579,9 +579,6 @@ fn conv_gemm_tile(
     // the row-major operands cover (Co, K) and (K, len) with the strides given.
     unsafe {
         let d = dst.get().add(t0);
-        for o in 0..cv.co {
-            std::slice::from_raw_parts_mut(d.add(o * p), len).fill(cv.b[o]);
-        }
         gemm::gemm(
             cv.co,
             len,
@@ -589,7 +586,7 @@ fn conv_gemm_tile(
             d,
             1,
             p as isize,
-            true,
+            false,
             cv.w.as_ptr(),
             1,
             k as isize,
@@ -603,9 +600,11 @@ fn conv_gemm_tile(
             false,
             gemm::Parallelism::None,
         );
+        // Bias and ReLU in one pass over the tile while it is in cache.
         for o in 0..cv.co {
+            let b = cv.b[o];
             for v in std::slice::from_raw_parts_mut(d.add(o * p), len) {
-                *v = v.max(0.0);
+                *v = (*v + b).max(0.0);
             }
         }
     }

@@ -103,6 +103,8 @@ pub fn symmetrize(a: &mut [f64], n: usize) {
 
 /// Householder reduction to tridiagonal form (EISPACK `tred2`, JAMA's version): on return
 /// `v` holds the orthogonal transformation, `d` the diagonal, `e[1..]` the sub-diagonal.
+// Index loops kept as in EISPACK/JAMA, so the port can be checked line by line.
+#[allow(clippy::needless_range_loop)]
 fn tred2(v: &mut [f64], d: &mut [f64], e: &mut [f64], n: usize) {
     let ix = |i: usize, j: usize| i * n + j;
     for j in 0..n {
@@ -201,6 +203,7 @@ fn tred2(v: &mut [f64], d: &mut [f64], e: &mut [f64], n: usize) {
 
 /// Implicit QL on the tridiagonal matrix (EISPACK `tql2`, JAMA's version): eigenvalues in `d`,
 /// and with `vectors` the eigenvectors as the columns of `v`.
+#[allow(clippy::needless_range_loop)]
 fn tql2(v: &mut [f64], d: &mut [f64], e: &mut [f64], n: usize, vectors: bool) {
     for i in 1..n {
         e[i - 1] = e[i];
