@@ -22,6 +22,7 @@ fn main() {
         env!("CARGO_MANIFEST_DIR"),
         "/../shared/fixtures/metrics"
     ));
+    gemm_reference();
     let weights = fx.join("inception_random.pth");
     let paths = metrics::list_images(&fx.join("images_a")).expect("images");
     let net = InceptionV3::load(&weights).expect("weights");
@@ -65,5 +66,49 @@ fn main() {
     println!(
         "calculate_metrics(images_a, images_b, isc, fid, kid 5x40), 160 images, weights load included: {:.2} s (median of 3)",
         median(whole)
+    );
+}
+
+/// What one f32 GEMM of a typical Inception shape reaches on this machine right now (the
+/// `gemm` crate, all threads): the ceiling for the convolutions, given for context because the
+/// machine is shared.
+fn gemm_reference() {
+    let (m, k, n) = (192usize, 720usize, 8192usize);
+    let a = vec![0.5f32; m * k];
+    let b = vec![0.25f32; k * n];
+    let mut c = vec![0.0f32; m * n];
+    let mut rates = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        // SAFETY: row-major buffers of the sizes given.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                c.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                a.as_ptr(),
+                1,
+                k as isize,
+                b.as_ptr(),
+                1,
+                n as isize,
+                0.0f32,
+                1.0f32,
+                false,
+                false,
+                false,
+                gemm::Parallelism::Rayon(rayon::current_num_threads()),
+            );
+        }
+        rates.push(2.0 * (m * k * n) as f64 / t.elapsed().as_secs_f64() / 1e9);
+    }
+    assert!(c[0] > 0.0);
+    println!(
+        "reference f32 GEMM 192x720 . 720x8192: {:.0} GFLOP/s (median of 5)",
+        median(rates)
     );
 }
