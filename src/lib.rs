@@ -27,6 +27,7 @@ pub mod inference;
 pub mod io;
 pub mod kernels;
 pub mod malloc;
+pub mod metrics;
 pub mod model;
 pub mod report;
 pub mod rng;

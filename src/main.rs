@@ -41,6 +41,8 @@ enum Command {
     DumpDataset(cmd::dump_dataset::Args),
     /// Write synthetic data in the real COCO-Stuff or Visual Genome on-disk formats.
     MakeSynthetic(cmd::make_synthetic::Args),
+    /// Inception Score, FID and KID of image folders, exactly as torch-fidelity computes them.
+    Metrics(cmd::metrics::Args),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
         Command::PreprocessVg(a) => cmd::preprocess_vg::run(a),
         Command::DumpDataset(a) => cmd::dump_dataset::run(a),
         Command::MakeSynthetic(a) => cmd::make_synthetic::run(a),
+        Command::Metrics(a) => cmd::metrics::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

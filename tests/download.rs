@@ -898,3 +898,47 @@ fn dry_run_lists_every_url_and_touches_nothing() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("only apply to `sg2im download models`"));
     std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
 }
+
+#[test]
+fn inception_weights_are_checked_against_the_sha256_prefix_in_their_name() {
+    let dir = scratch("inception");
+    let path =
+        "/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth";
+    let body = pseudo_random(4000, 11);
+    use sha2::Digest;
+    let hex: String = sha2::Sha256::digest(&body)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    // The file's real name carries 6726825d; our body hashes to something else, so the
+    // download through the binary must be rejected and deleted.
+    assert!(!hex.starts_with("6726825d"));
+    let server = Server::start(
+        vec![
+            (path.into(), Serve::Ok(body.clone())),
+            ("/w/ok.pth".into(), Serve::Ok(body.clone())),
+        ],
+        3,
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_sg2im"))
+        .args(["download", "inception", "--retries", "0", "--output_dir"])
+        .arg(&dir)
+        .args(["--base_url", &server.base])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("SHA-256 mismatch") && stderr.contains("expected 6726825d, got "),
+        "{stderr}"
+    );
+    assert!(tree(&dir).is_empty(), "{:?}", tree(&dir));
+    // A prefix that does match is accepted (the library path the command uses).
+    let opts = options(&dir, &server.base);
+    let mut good = item("https://example.invalid/w/ok.pth", "ok.pth", None);
+    good.checksum = Some(Checksum::Sha256Prefix(hex[..8].to_string()));
+    download::download(&[good], &opts).unwrap();
+    server.finish();
+    assert_eq!(read(dir.join("ok.pth")), body);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

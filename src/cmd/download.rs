@@ -12,6 +12,8 @@ pub enum What {
     Vg,
     /// Pretrained models coco64, vg64, vg128 (download_models.sh, ~355 MB).
     Models,
+    /// torch-fidelity's Inception-v3 weights for `sg2im metrics` (~92 MB, into sg2im-models/).
+    Inception,
 }
 
 #[derive(clap::Args, Debug)]
@@ -57,6 +59,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             ablated: args.ablated,
             full: args.full,
         },
+        What::Inception => Bundle::Inception,
     };
     if args.what != What::Models && (args.ablated || args.full) {
         bail!("--ablated and --full select model sets; they only apply to `sg2im download models`");

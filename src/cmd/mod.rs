@@ -6,6 +6,7 @@ pub mod dump_dataset;
 pub mod dump_vg;
 pub mod import_torch;
 pub mod make_synthetic;
+pub mod metrics;
 pub mod preprocess_vg;
 pub mod print_args;
 pub mod run;

@@ -30,6 +30,8 @@ use std::time::Duration;
 pub enum Checksum {
     Md5(String),
     Sha256(String),
+    /// The first hex digits of the SHA-256 (torch hub's convention: `name-<8 hex>.pth`).
+    Sha256Prefix(String),
 }
 
 /// One file to fetch.
@@ -59,6 +61,8 @@ pub enum Bundle {
         ablated: bool,
         full: bool,
     },
+    /// torch-fidelity's Inception-v3 weights for `sg2im metrics`.
+    Inception,
 }
 
 impl Bundle {
@@ -67,7 +71,7 @@ impl Bundle {
         match self {
             Bundle::Coco => sources::COCO_DIR,
             Bundle::Vg => sources::VG_DIR,
-            Bundle::Models { .. } => sources::MODELS_DIR,
+            Bundle::Models { .. } | Bundle::Inception => sources::MODELS_DIR,
         }
     }
 
@@ -81,6 +85,7 @@ impl Bundle {
                 ablated,
                 full,
             } => sources::models(main, ablated, full),
+            Bundle::Inception => sources::inception(),
         }
     }
 }

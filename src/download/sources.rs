@@ -177,6 +177,26 @@ pub(super) fn models(main: bool, ablated: bool, full: bool) -> Vec<Item> {
     items
 }
 
+/// torch-fidelity's Inception-v3 weights (release v0.2.0), the network of `sg2im metrics`.
+pub const INCEPTION_URL: &str = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth";
+
+/// The Inception weights, checked against the SHA-256 prefix in their name (torch hub's
+/// convention, as `torch.hub.load_state_dict_from_url(check_hash=True)` does).
+pub(super) fn inception() -> Vec<Item> {
+    let file = file_name(INCEPTION_URL);
+    let prefix = file
+        .rsplit('-')
+        .next()
+        .and_then(|s| s.strip_suffix(".pth"))
+        .unwrap_or_default();
+    vec![Item {
+        url: INCEPTION_URL.to_string(),
+        file: file.into(),
+        unpack_into: None,
+        checksum: Some(Checksum::Sha256Prefix(prefix.to_string())),
+    }]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,5 +222,14 @@ mod tests {
             "https://storage.googleapis.com/sg2im-data/full/vg128.pt"
         );
         assert_eq!(full[9].file.to_str(), Some("full/vg128.pt"));
+        let inc = inception();
+        assert_eq!(
+            inc[0].file.to_str(),
+            Some("weights-inception-2015-12-05-6726825d.pth")
+        );
+        assert_eq!(
+            inc[0].checksum,
+            Some(Checksum::Sha256Prefix("6726825d".into()))
+        );
     }
 }

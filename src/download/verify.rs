@@ -19,14 +19,20 @@ pub(super) fn check_digest(
 ) -> Result<()> {
     let (kind, want) = match expected {
         Checksum::Md5(h) => ("MD5", h.as_str()),
-        Checksum::Sha256(h) => ("SHA-256", h.as_str()),
+        Checksum::Sha256(h) | Checksum::Sha256Prefix(h) => ("SHA-256", h.as_str()),
     };
     let got = match expected {
         Checksum::Md5(_) => hash_file::<Md5>(path, progress),
-        Checksum::Sha256(_) => hash_file::<Sha256>(path, progress),
+        Checksum::Sha256(_) | Checksum::Sha256Prefix(_) => hash_file::<Sha256>(path, progress),
     }
     .map_err(|e| Error::io(path, e))?;
-    if got.eq_ignore_ascii_case(want) {
+    let ok = match expected {
+        Checksum::Sha256Prefix(_) => {
+            got.len() >= want.len() && got[..want.len()].eq_ignore_ascii_case(want)
+        }
+        _ => got.eq_ignore_ascii_case(want),
+    };
+    if ok {
         return Ok(());
     }
     let _ = std::fs::remove_file(path);

@@ -5,5 +5,6 @@ pub mod atomic;
 pub mod hdf5;
 pub mod kwargs;
 pub mod model_file;
+pub mod npz;
 pub mod safetensors_io;
 pub mod torch;

@@ -54,6 +54,17 @@ impl PyRandom {
         }
     }
 
+    /// A generator seeded with the reference `init_genrand(seed)` alone (no `init_by_array`):
+    /// the state numpy's legacy `RandomState(seed)` starts from for an integer seed.
+    pub fn from_init_genrand(seed: u32) -> Self {
+        let mut rng = PyRandom {
+            mt: Box::new([0; N]),
+            index: N,
+        };
+        rng.init_genrand(seed);
+        rng
+    }
+
     fn init_genrand(&mut self, s: u32) {
         self.mt[0] = s;
         for i in 1..N {

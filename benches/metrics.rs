@@ -1,0 +1,114 @@
+//! `sg2im metrics` feature extraction: torch-fidelity's Inception-v3 on the metrics fixture's
+//! 64×64 images (`../shared/fixtures/metrics/images_a`), batches of 32, CPU. Prints the median
+//! images/s of the network alone (decode + resize + forward, weights loaded once) over 3 runs of
+//! 64 images, and the median of 3 whole-command-equivalent runs on the fixture's 160 images
+//! (load weights, IS + FID + KID with 5 subsets of 40). Comparison figure: torch-fidelity 0.4.0
+//! (PyTorch 2.15 CPU, 2 threads) takes 14.8–15.0 s for that call (≈ 11 images/s). Run:
+//! `cargo bench --bench metrics`.
+
+use sg2im::metrics::inception::InceptionV3;
+use sg2im::metrics::{self, Input2, MetricsOptions};
+use std::path::PathBuf;
+use std::time::Instant;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn main() {
+    sg2im::malloc::tune_for_large_tensors();
+    let fx = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/fixtures/metrics"
+    ));
+    gemm_reference();
+    let weights = fx.join("inception_random.pth");
+    let paths = metrics::list_images(&fx.join("images_a")).expect("images");
+    let net = InceptionV3::load(&weights).expect("weights");
+    let batch = &paths[..64];
+    let mut rates = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let f = metrics::extract_features(&net, batch, 32, &mut |_| {}).expect("features");
+        assert_eq!(f.len(), 64);
+        rates.push(64.0 / t.elapsed().as_secs_f64());
+    }
+    println!(
+        "inception-v3-compat, 64x64 inputs, batch 32: {:.1} images/s (median of 3 x 64 images, {} threads)",
+        median(rates),
+        rayon::current_num_threads()
+    );
+
+    let opts = MetricsOptions {
+        isc: true,
+        fid: true,
+        kid: true,
+        kid_subsets: 5,
+        kid_subset_size: 40,
+        ..MetricsOptions::default()
+    };
+    let input2 = Input2::Folder(fx.join("images_b"));
+    let mut whole = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let r = metrics::calculate_metrics(
+            &fx.join("images_a"),
+            Some(&input2),
+            &weights,
+            &opts,
+            &mut |_| {},
+        )
+        .expect("metrics");
+        assert_eq!(r.len(), 5);
+        whole.push(t.elapsed().as_secs_f64());
+    }
+    println!(
+        "calculate_metrics(images_a, images_b, isc, fid, kid 5x40), 160 images, weights load included: {:.2} s (median of 3)",
+        median(whole)
+    );
+}
+
+/// What one f32 GEMM of a typical Inception shape reaches on this machine right now (the
+/// `gemm` crate, all threads): the ceiling for the convolutions, given for context because the
+/// machine is shared.
+fn gemm_reference() {
+    let (m, k, n) = (192usize, 720usize, 8192usize);
+    let a = vec![0.5f32; m * k];
+    let b = vec![0.25f32; k * n];
+    let mut c = vec![0.0f32; m * n];
+    let mut rates = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        // SAFETY: row-major buffers of the sizes given.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                c.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                a.as_ptr(),
+                1,
+                k as isize,
+                b.as_ptr(),
+                1,
+                n as isize,
+                0.0f32,
+                1.0f32,
+                false,
+                false,
+                false,
+                gemm::Parallelism::Rayon(rayon::current_num_threads()),
+            );
+        }
+        rates.push(2.0 * (m * k * n) as f64 / t.elapsed().as_secs_f64() / 1e9);
+    }
+    assert!(c[0] > 0.0);
+    println!(
+        "reference f32 GEMM 192x720 . 720x8192: {:.0} GFLOP/s (median of 5)",
+        median(rates)
+    );
+}

@@ -1,0 +1,830 @@
+//! torch-fidelity's `inception-v3-compat` feature extractor (`FeatureExtractorInceptionV3`,
+//! torch-fidelity 0.4.0 `feature_extractor_inceptionv3.py`): the PyTorch port of TensorFlow's
+//! `inception-2015-12-05` graph that improved-gan's Inception Score and TTUR's FID use, for
+//! inference on the CPU.
+//!
+//! Weights: `weights-inception-2015-12-05-6726825d.pth` (torch-fidelity) or pytorch-fid's
+//! `pt_inception-2015-12-05-6726825d.pth` (same keys), read with the project's `torch.save`
+//! reader. Every eval-mode BatchNorm (eps 0.001) is folded into its bias-free convolution at load
+//! time: `w′ = w·γ/√(σ²+ε)`, `b′ = β − μ·γ/√(σ²+ε)` (the scale computed in f64, then rounded to
+//! f32), and the ReLU is applied on the GEMM's output tile while it is in cache. Folding changes
+//! the rounding of each layer's output by a few float32 ulps, nothing more.
+//!
+//! Speed: activations of a whole batch are kept channel-major, `(C, N, H, W)`, so that
+//! - a convolution is one GEMM `W (Co, Ci·kh·kw) · col (Ci·kh·kw, N·H′·W′)` whose columns (all
+//!   images' output positions) are cut into tiles, each tile's im2col block built and multiplied
+//!   on one thread (1×1 stride-1 convolutions multiply the activations in place, no im2col);
+//! - the Inception blocks' channel concatenations are appends;
+//! - pooling works on contiguous `H×W` planes.
+//!
+//! The GEMMs are the `gemm` crate's (as in `src/model/conv_gemm.rs`, whose public entry point
+//! takes square kernels with symmetric padding only; Inception needs 1×7, 7×1, 1×3, 3×1 with
+//! asymmetric padding, hence [`conv_gemm_tile`] here).
+
+use crate::io::torch::{self, TorchTensor};
+use crate::{Error, Result};
+use indexmap::IndexMap;
+use rayon::prelude::*;
+use std::collections::HashSet;
+use std::path::Path;
+
+/// Features of one batch, row-major `(N, D)`, as torch-fidelity names them.
+#[derive(Clone, Debug, Default)]
+pub struct Features {
+    /// `"64"`: global average pool after `MaxPool_1`.
+    pub f64: Vec<f32>,
+    /// `"192"`: after `MaxPool_2`.
+    pub f192: Vec<f32>,
+    /// `"768"`: after `Mixed_6e`.
+    pub f768: Vec<f32>,
+    /// `"2048"`: after `Mixed_7c` (FID, KID).
+    pub f2048: Vec<f32>,
+    /// `"logits_unbiased"`: `f2048 · fc.weightᵀ` (Inception Score), 1008 classes.
+    pub logits_unbiased: Vec<f32>,
+}
+
+impl Features {
+    fn append(&mut self, other: Features) {
+        self.f64.extend(other.f64);
+        self.f192.extend(other.f192);
+        self.f768.extend(other.f768);
+        self.f2048.extend(other.f2048);
+        self.logits_unbiased.extend(other.logits_unbiased);
+    }
+
+    /// Appends another batch's features.
+    pub fn extend(&mut self, other: Features) {
+        self.append(other)
+    }
+
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.f2048.len() / 2048
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.f2048.is_empty()
+    }
+}
+
+/// A batch of activations, channel-major: `data[((c·N + n)·H + y)·W + x]`.
+#[derive(Clone, Debug)]
+pub struct Act {
+    pub c: usize,
+    pub n: usize,
+    pub h: usize,
+    pub w: usize,
+    pub data: Vec<f32>,
+}
+
+impl Act {
+    /// Channels concatenated in order (`torch.cat(…, 1)`).
+    fn cat(parts: Vec<Act>) -> Act {
+        let (n, h, w) = (parts[0].n, parts[0].h, parts[0].w);
+        let c = parts.iter().map(|p| p.c).sum();
+        let mut data = Vec::with_capacity(c * n * h * w);
+        for p in parts {
+            debug_assert_eq!((p.n, p.h, p.w), (n, h, w));
+            data.extend_from_slice(&p.data);
+        }
+        Act { c, n, h, w, data }
+    }
+
+    /// Global average pool, `(N, C)` row-major (sums in f64).
+    fn global_avg(&self) -> Vec<f32> {
+        let hw = self.h * self.w;
+        let mut out = vec![0.0f32; self.n * self.c];
+        for (cn, plane) in self.data.chunks_exact(hw).enumerate() {
+            let (c, n) = (cn / self.n, cn % self.n);
+            let s: f64 = plane.iter().map(|&v| f64::from(v)).sum();
+            out[n * self.c + c] = (s / hw as f64) as f32;
+        }
+        out
+    }
+}
+
+/// `BasicConv2d` with its BatchNorm folded in: conv (+bias) → ReLU.
+#[derive(Clone, Debug)]
+struct Conv {
+    /// `(Co, Ci·kh·kw)` row-major.
+    w: Vec<f32>,
+    b: Vec<f32>,
+    co: usize,
+    ci: usize,
+    kh: usize,
+    kw: usize,
+    stride: usize,
+    ph: usize,
+    pw: usize,
+}
+
+/// Reads the weights file's tensors, checking every key and shape; unknown keys (other than
+/// BatchNorm's `num_batches_tracked`) are errors, as in `load_state_dict(strict=True)`.
+struct Loader {
+    tensors: IndexMap<String, TorchTensor>,
+    used: HashSet<String>,
+    what: String,
+}
+
+impl Loader {
+    fn take(&mut self, key: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let t = self.tensors.get(key).ok_or_else(|| {
+            Error::invalid(format!(
+                "{}: missing key '{key}' (expected an Inception-v3 state dict as in weights-inception-2015-12-05-6726825d.pth)",
+                self.what
+            ))
+        })?;
+        if t.shape != shape {
+            return Err(Error::invalid(format!(
+                "{}: '{key}' has shape {:?}, expected {:?}",
+                self.what, t.shape, shape
+            )));
+        }
+        self.used.insert(key.to_string());
+        Ok(t.to_f32())
+    }
+
+    /// `BasicConv2d(ci, co, kernel_size=(kh, kw), stride, padding=(ph, pw))` at `prefix`.
+    fn conv(
+        &mut self,
+        prefix: &str,
+        ci: usize,
+        co: usize,
+        (kh, kw): (usize, usize),
+        stride: usize,
+        (ph, pw): (usize, usize),
+    ) -> Result<Conv> {
+        let w = self.take(&format!("{prefix}.conv.weight"), &[co, ci, kh, kw])?;
+        let gamma = self.take(&format!("{prefix}.bn.weight"), &[co])?;
+        let beta = self.take(&format!("{prefix}.bn.bias"), &[co])?;
+        let mean = self.take(&format!("{prefix}.bn.running_mean"), &[co])?;
+        let var = self.take(&format!("{prefix}.bn.running_var"), &[co])?;
+        let k = ci * kh * kw;
+        let mut wf = vec![0.0f32; co * k];
+        let mut b = vec![0.0f32; co];
+        for o in 0..co {
+            let scale = f64::from(gamma[o]) / (f64::from(var[o]) + 0.001).sqrt();
+            for (d, s) in wf[o * k..][..k].iter_mut().zip(&w[o * k..][..k]) {
+                *d = (f64::from(*s) * scale) as f32;
+            }
+            b[o] = (f64::from(beta[o]) - f64::from(mean[o]) * scale) as f32;
+        }
+        Ok(Conv {
+            w: wf,
+            b,
+            co,
+            ci,
+            kh,
+            kw,
+            stride,
+            ph,
+            pw,
+        })
+    }
+
+    /// Fails on the first key the network does not use.
+    fn finish(&self) -> Result<()> {
+        let extra = self
+            .tensors
+            .keys()
+            .find(|k| !k.ends_with(".num_batches_tracked") && !self.used.contains(*k));
+        match extra {
+            Some(k) => Err(Error::invalid(format!(
+                "{}: unexpected key '{k}' for torch-fidelity's Inception-v3",
+                self.what
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+fn c1(l: &mut Loader, p: &str, ci: usize, co: usize) -> Result<Conv> {
+    l.conv(p, ci, co, (1, 1), 1, (0, 0))
+}
+
+/// `InceptionA` (Mixed_5b/5c/5d): 1×1 | 1×1→5×5 | 1×1→3×3→3×3 | avgpool→1×1.
+struct BlockA {
+    b1: Conv,
+    b5: [Conv; 2],
+    b3: [Conv; 3],
+    pool: Conv,
+}
+
+/// `InceptionB` (Mixed_6a): 3×3/2 | 1×1→3×3→3×3/2 | maxpool/2.
+struct BlockB {
+    b3: Conv,
+    b3dbl: [Conv; 3],
+}
+
+/// `InceptionC` (Mixed_6b–6e): 1×1 | 1×1→1×7→7×1 | 1×1→7×1→1×7→7×1→1×7 | avgpool→1×1.
+struct BlockC {
+    b1: Conv,
+    b7: [Conv; 3],
+    b7dbl: [Conv; 5],
+    pool: Conv,
+}
+
+/// `InceptionD` (Mixed_7a): 1×1→3×3/2 | 1×1→1×7→7×1→3×3/2 | maxpool/2.
+struct BlockD {
+    b3: [Conv; 2],
+    b7: [Conv; 4],
+}
+
+/// `InceptionE_1` / `InceptionE_2` (Mixed_7b / 7c); they differ only in the pooling branch
+/// (average without padded zeros / max).
+struct BlockE {
+    b1: Conv,
+    b3_1: Conv,
+    b3_2a: Conv,
+    b3_2b: Conv,
+    bd_1: Conv,
+    bd_2: Conv,
+    bd_3a: Conv,
+    bd_3b: Conv,
+    pool: Conv,
+    max_pool: bool,
+}
+
+/// The network with folded BatchNorms.
+pub struct InceptionV3 {
+    stem: [Conv; 5],
+    mixed_5: [BlockA; 3],
+    mixed_6a: BlockB,
+    mixed_6: [BlockC; 4],
+    mixed_7a: BlockD,
+    mixed_7: [BlockE; 2],
+    /// `fc.weight (1008, 2048)`; the bias is not used by any feature we compute.
+    fc: Vec<f32>,
+}
+
+fn block_a(l: &mut Loader, p: &str, ci: usize, pool: usize) -> Result<BlockA> {
+    Ok(BlockA {
+        b1: c1(l, &format!("{p}.branch1x1"), ci, 64)?,
+        b5: [
+            c1(l, &format!("{p}.branch5x5_1"), ci, 48)?,
+            l.conv(&format!("{p}.branch5x5_2"), 48, 64, (5, 5), 1, (2, 2))?,
+        ],
+        b3: [
+            c1(l, &format!("{p}.branch3x3dbl_1"), ci, 64)?,
+            l.conv(&format!("{p}.branch3x3dbl_2"), 64, 96, (3, 3), 1, (1, 1))?,
+            l.conv(&format!("{p}.branch3x3dbl_3"), 96, 96, (3, 3), 1, (1, 1))?,
+        ],
+        pool: c1(l, &format!("{p}.branch_pool"), ci, pool)?,
+    })
+}
+
+fn block_c(l: &mut Loader, p: &str, c7: usize) -> Result<BlockC> {
+    let (r, c) = ((1, 7), (7, 1));
+    let (pr, pc) = ((0, 3), (3, 0));
+    Ok(BlockC {
+        b1: c1(l, &format!("{p}.branch1x1"), 768, 192)?,
+        b7: [
+            c1(l, &format!("{p}.branch7x7_1"), 768, c7)?,
+            l.conv(&format!("{p}.branch7x7_2"), c7, c7, r, 1, pr)?,
+            l.conv(&format!("{p}.branch7x7_3"), c7, 192, c, 1, pc)?,
+        ],
+        b7dbl: [
+            c1(l, &format!("{p}.branch7x7dbl_1"), 768, c7)?,
+            l.conv(&format!("{p}.branch7x7dbl_2"), c7, c7, c, 1, pc)?,
+            l.conv(&format!("{p}.branch7x7dbl_3"), c7, c7, r, 1, pr)?,
+            l.conv(&format!("{p}.branch7x7dbl_4"), c7, c7, c, 1, pc)?,
+            l.conv(&format!("{p}.branch7x7dbl_5"), c7, 192, r, 1, pr)?,
+        ],
+        pool: c1(l, &format!("{p}.branch_pool"), 768, 192)?,
+    })
+}
+
+fn block_e(l: &mut Loader, p: &str, ci: usize, max_pool: bool) -> Result<BlockE> {
+    Ok(BlockE {
+        b1: c1(l, &format!("{p}.branch1x1"), ci, 320)?,
+        b3_1: c1(l, &format!("{p}.branch3x3_1"), ci, 384)?,
+        b3_2a: l.conv(&format!("{p}.branch3x3_2a"), 384, 384, (1, 3), 1, (0, 1))?,
+        b3_2b: l.conv(&format!("{p}.branch3x3_2b"), 384, 384, (3, 1), 1, (1, 0))?,
+        bd_1: c1(l, &format!("{p}.branch3x3dbl_1"), ci, 448)?,
+        bd_2: l.conv(&format!("{p}.branch3x3dbl_2"), 448, 384, (3, 3), 1, (1, 1))?,
+        bd_3a: l.conv(&format!("{p}.branch3x3dbl_3a"), 384, 384, (1, 3), 1, (0, 1))?,
+        bd_3b: l.conv(&format!("{p}.branch3x3dbl_3b"), 384, 384, (3, 1), 1, (1, 0))?,
+        pool: c1(l, &format!("{p}.branch_pool"), ci, 192)?,
+        max_pool,
+    })
+}
+
+impl InceptionV3 {
+    /// Loads `weights-inception-2015-12-05-6726825d.pth` (or a file with its keys and shapes).
+    /// A missing key or a wrong shape is an error naming the key.
+    pub fn load(path: &Path) -> Result<Self> {
+        let what = path.display().to_string();
+        let value = torch::load(path)?;
+        let tensors = torch::state_dict(&value, &what)?;
+        let mut loader = Loader {
+            tensors,
+            used: HashSet::new(),
+            what,
+        };
+        let l = &mut loader;
+        let stem = [
+            l.conv("Conv2d_1a_3x3", 3, 32, (3, 3), 2, (0, 0))?,
+            l.conv("Conv2d_2a_3x3", 32, 32, (3, 3), 1, (0, 0))?,
+            l.conv("Conv2d_2b_3x3", 32, 64, (3, 3), 1, (1, 1))?,
+            c1(l, "Conv2d_3b_1x1", 64, 80)?,
+            l.conv("Conv2d_4a_3x3", 80, 192, (3, 3), 1, (0, 0))?,
+        ];
+        let mixed_5 = [
+            block_a(l, "Mixed_5b", 192, 32)?,
+            block_a(l, "Mixed_5c", 256, 64)?,
+            block_a(l, "Mixed_5d", 288, 64)?,
+        ];
+        let mixed_6a = BlockB {
+            b3: l.conv("Mixed_6a.branch3x3", 288, 384, (3, 3), 2, (0, 0))?,
+            b3dbl: [
+                c1(l, "Mixed_6a.branch3x3dbl_1", 288, 64)?,
+                l.conv("Mixed_6a.branch3x3dbl_2", 64, 96, (3, 3), 1, (1, 1))?,
+                l.conv("Mixed_6a.branch3x3dbl_3", 96, 96, (3, 3), 2, (0, 0))?,
+            ],
+        };
+        let mixed_6 = [
+            block_c(l, "Mixed_6b", 128)?,
+            block_c(l, "Mixed_6c", 160)?,
+            block_c(l, "Mixed_6d", 160)?,
+            block_c(l, "Mixed_6e", 192)?,
+        ];
+        let mixed_7a = BlockD {
+            b3: [
+                c1(l, "Mixed_7a.branch3x3_1", 768, 192)?,
+                l.conv("Mixed_7a.branch3x3_2", 192, 320, (3, 3), 2, (0, 0))?,
+            ],
+            b7: [
+                c1(l, "Mixed_7a.branch7x7x3_1", 768, 192)?,
+                l.conv("Mixed_7a.branch7x7x3_2", 192, 192, (1, 7), 1, (0, 3))?,
+                l.conv("Mixed_7a.branch7x7x3_3", 192, 192, (7, 1), 1, (3, 0))?,
+                l.conv("Mixed_7a.branch7x7x3_4", 192, 192, (3, 3), 2, (0, 0))?,
+            ],
+        };
+        let mixed_7 = [
+            block_e(l, "Mixed_7b", 1280, false)?,
+            block_e(l, "Mixed_7c", 2048, true)?,
+        ];
+        let fc = l.take("fc.weight", &[1008, 2048])?;
+        l.take("fc.bias", &[1008])?;
+        loader.finish()?;
+        Ok(Self {
+            stem,
+            mixed_5,
+            mixed_6a,
+            mixed_6,
+            mixed_7a,
+            mixed_7,
+            fc,
+        })
+    }
+
+    /// All features of a batch of resized, normalised images.
+    ///
+    /// # Shapes
+    /// `x (3, N, 299, 299)` channel-major ([`Act`]) → [`Features`] with `N` rows each.
+    pub fn forward(&self, x: Act) -> Features {
+        let [c1a, c2a, c2b, c3b, c4a] = &self.stem;
+        let x = conv(c1a, &x); // 32 × 149²
+        let x = conv(c2a, &x); // 32 × 147²
+        let x = conv(c2b, &x); // 64 × 147²
+        let x = max_pool_3x3(&x, 2, false); // 64 × 73²
+        let f64 = x.global_avg();
+        let x = conv(c3b, &x); // 80 × 73²
+        let x = conv(c4a, &x); // 192 × 71²
+        let mut x = max_pool_3x3(&x, 2, false); // 192 × 35²
+        let f192 = x.global_avg();
+        for b in &self.mixed_5 {
+            x = b.forward(&x); // 256, 288, 288 × 35²
+        }
+        x = self.mixed_6a.forward(&x); // 768 × 17²
+        for b in &self.mixed_6 {
+            x = b.forward(&x);
+        }
+        let f768 = x.global_avg();
+        x = self.mixed_7a.forward(&x); // 1280 × 8²
+        for b in &self.mixed_7 {
+            x = b.forward(&x); // 2048 × 8²
+        }
+        let f2048 = x.global_avg();
+        let n = x.n;
+        let mut logits_unbiased = vec![0.0f32; n * 1008];
+        logits_unbiased
+            .par_chunks_mut(1008)
+            .zip(f2048.par_chunks(2048))
+            .for_each(|(dst, f)| {
+                for (d, w) in dst.iter_mut().zip(self.fc.chunks_exact(2048)) {
+                    let s: f64 = f.iter().zip(w).map(|(a, b)| f64::from(a * b)).sum();
+                    *d = s as f32;
+                }
+            });
+        Features {
+            f64,
+            f192,
+            f768,
+            f2048,
+            logits_unbiased,
+        }
+    }
+}
+
+impl BlockA {
+    fn forward(&self, x: &Act) -> Act {
+        let b1 = conv(&self.b1, x);
+        let b5 = conv(&self.b5[1], &conv(&self.b5[0], x));
+        let b3 = conv(&self.b3[2], &conv(&self.b3[1], &conv(&self.b3[0], x)));
+        let bp = conv(&self.pool, &avg_pool_3x3_same(x));
+        Act::cat(vec![b1, b5, b3, bp])
+    }
+}
+
+impl BlockB {
+    fn forward(&self, x: &Act) -> Act {
+        let b3 = conv(&self.b3, x);
+        let bd = self.b3dbl.iter().fold(x.clone(), |a, c| conv(c, &a));
+        Act::cat(vec![b3, bd, max_pool_3x3(x, 2, false)])
+    }
+}
+
+impl BlockC {
+    fn forward(&self, x: &Act) -> Act {
+        let b1 = conv(&self.b1, x);
+        let b7 = chain(&self.b7, x);
+        let bd = chain(&self.b7dbl, x);
+        let bp = conv(&self.pool, &avg_pool_3x3_same(x));
+        Act::cat(vec![b1, b7, bd, bp])
+    }
+}
+
+impl BlockD {
+    fn forward(&self, x: &Act) -> Act {
+        let b3 = chain(&self.b3, x);
+        let b7 = chain(&self.b7, x);
+        Act::cat(vec![b3, b7, max_pool_3x3(x, 2, false)])
+    }
+}
+
+impl BlockE {
+    fn forward(&self, x: &Act) -> Act {
+        let b1 = conv(&self.b1, x);
+        let t = conv(&self.b3_1, x);
+        let (b3a, b3b) = (conv(&self.b3_2a, &t), conv(&self.b3_2b, &t));
+        let t = conv(&self.bd_2, &conv(&self.bd_1, x));
+        let (bda, bdb) = (conv(&self.bd_3a, &t), conv(&self.bd_3b, &t));
+        let pooled = if self.max_pool {
+            max_pool_3x3(x, 1, true)
+        } else {
+            avg_pool_3x3_same(x)
+        };
+        let bp = conv(&self.pool, &pooled);
+        Act::cat(vec![b1, b3a, b3b, bda, bdb, bp])
+    }
+}
+
+fn chain(convs: &[Conv], x: &Act) -> Act {
+    let mut y = conv(&convs[0], x);
+    for c in &convs[1..] {
+        y = conv(c, &y);
+    }
+    y
+}
+
+/// A raw pointer shared by the tasks writing disjoint parts of one buffer.
+#[derive(Clone, Copy)]
+struct Shared(*mut f32);
+// SAFETY: each task writes only its own columns (see `conv`).
+unsafe impl Send for Shared {}
+unsafe impl Sync for Shared {}
+
+impl Shared {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// Floats of one im2col tile (2 MiB: stays in L2 while the GEMM packs it).
+const TILE_FLOATS: usize = 512 << 10;
+
+/// `BasicConv2d` with folded BatchNorm: `relu(conv(x, w′) + b′)`.
+///
+/// # Shapes
+/// `x (Ci, N, H, W)` → `(Co, N, H′, W′)`.
+fn conv(cv: &Conv, x: &Act) -> Act {
+    debug_assert_eq!(x.c, cv.ci);
+    let oh = (x.h + 2 * cv.ph - cv.kh) / cv.stride + 1;
+    let ow = (x.w + 2 * cv.pw - cv.kw) / cv.stride + 1;
+    let p = x.n * oh * ow;
+    let k = cv.ci * cv.kh * cv.kw;
+    let threads = rayon::current_num_threads().max(1);
+    // Enough tiles for every thread to get several; columns in multiples of 16 (SIMD width).
+    let tile = (TILE_FLOATS / k)
+        .min(p.div_ceil(4 * threads))
+        .clamp(64, 8192)
+        .div_ceil(16)
+        * 16;
+    let mut out = vec![0.0f32; cv.co * p];
+    let dst = Shared(out.as_mut_ptr());
+    let geo = Geo {
+        n: x.n,
+        h: x.h,
+        w: x.w,
+        oh,
+        ow,
+    };
+    (0..p.div_ceil(tile))
+        .into_par_iter()
+        .for_each_init(Vec::new, |col, t| {
+            let t0 = t * tile;
+            let len = tile.min(p - t0);
+            conv_gemm_tile(cv, x, geo, (t0, len), p, col, dst);
+        });
+    Act {
+        c: cv.co,
+        n: x.n,
+        h: oh,
+        w: ow,
+        data: out,
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Geo {
+    n: usize,
+    h: usize,
+    w: usize,
+    oh: usize,
+    ow: usize,
+}
+
+/// Output columns `[t0, t0 + len)` of a convolution: im2col block (unless 1×1/stride 1), one
+/// GEMM into `dst (Co, P)`, then bias and ReLU on the tile.
+fn conv_gemm_tile(
+    cv: &Conv,
+    x: &Act,
+    g: Geo,
+    (t0, len): (usize, usize),
+    p: usize,
+    col: &mut Vec<f32>,
+    dst: Shared,
+) {
+    let k = cv.ci * cv.kh * cv.kw;
+    let direct = cv.kh == 1 && cv.kw == 1 && cv.stride == 1 && cv.ph == 0 && cv.pw == 0;
+    let (rhs, rhs_rs) = if direct {
+        // SAFETY: t0 < P = N·H·W, the row length of x's (Ci, P) matrix.
+        (unsafe { x.data.as_ptr().add(t0) }, p)
+    } else {
+        im2col(cv, x, g, (t0, len), col);
+        (col.as_ptr(), len)
+    };
+    // SAFETY: this task alone owns columns [t0, t0 + len) of every row of the (Co, P) output;
+    // the row-major operands cover (Co, K) and (K, len) with the strides given.
+    unsafe {
+        let d = dst.get().add(t0);
+        gemm::gemm(
+            cv.co,
+            len,
+            k,
+            d,
+            1,
+            p as isize,
+            false,
+            cv.w.as_ptr(),
+            1,
+            k as isize,
+            rhs,
+            1,
+            rhs_rs as isize,
+            1.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+        // Bias and ReLU in one pass over the tile while it is in cache.
+        for o in 0..cv.co {
+            let b = cv.b[o];
+            for v in std::slice::from_raw_parts_mut(d.add(o * p), len) {
+                *v = (*v + b).max(0.0);
+            }
+        }
+    }
+}
+
+/// The `(Ci·kh·kw, len)` column block of output positions `[t0, t0 + len)`; rows ordered as the
+/// weight's `(Ci, kh, kw)`, zeros where the window reaches into the padding.
+fn im2col(cv: &Conv, x: &Act, g: Geo, (t0, len): (usize, usize), col: &mut Vec<f32>) {
+    let k = cv.ci * cv.kh * cv.kw;
+    col.clear();
+    col.resize(k * len, 0.0);
+    // Runs of output positions sharing (image, output row): (n, oy, ox0, ox1, offset in tile).
+    let mut runs = Vec::new();
+    let (mut q, ohw) = (t0, g.oh * g.ow);
+    while q < t0 + len {
+        let (n, r) = (q / ohw, q % ohw);
+        let (oy, ox0) = (r / g.ow, r % g.ow);
+        let ox1 = g.ow.min(ox0 + (t0 + len - q));
+        runs.push((n, oy, ox0, ox1, q - t0));
+        q += ox1 - ox0;
+    }
+    let s = cv.stride;
+    for c in 0..cv.ci {
+        for i in 0..cv.kh {
+            for j in 0..cv.kw {
+                let row = &mut col[((c * cv.kh + i) * cv.kw + j) * len..][..len];
+                // Output columns whose input column ox·s + j − pw lies inside [0, W).
+                let lo = cv.pw.saturating_sub(j).div_ceil(s);
+                let hi = if g.w + cv.pw > j {
+                    ((g.w + cv.pw - j - 1) / s + 1).min(g.ow)
+                } else {
+                    0
+                };
+                for &(n, oy, ox0, ox1, off) in &runs {
+                    let iy = (oy * s + i) as isize - cv.ph as isize;
+                    if iy < 0 || iy >= g.h as isize {
+                        continue; // stays zero
+                    }
+                    let src = &x.data[((c * g.n + n) * g.h + iy as usize) * g.w..][..g.w];
+                    let (a, b) = (ox0.max(lo), ox1.min(hi));
+                    for ox in a..b.max(a) {
+                        row[off + ox - ox0] = src[ox * s + j - cv.pw];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Max pool 3×3 with stride `s`; `pad` = padding 1 with −∞ (`F.max_pool2d(x, 3, 1, 1)`), else
+/// none (`nn.MaxPool2d(3, 2)`).
+fn max_pool_3x3(x: &Act, s: usize, pad: bool) -> Act {
+    let p = usize::from(pad);
+    let oh = (x.h + 2 * p - 3) / s + 1;
+    let ow = (x.w + 2 * p - 3) / s + 1;
+    let mut out = vec![0.0f32; x.c * x.n * oh * ow];
+    out.par_chunks_mut(oh * ow)
+        .zip(x.data.par_chunks(x.h * x.w))
+        .for_each(|(dst, src)| {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut m = f32::NEG_INFINITY;
+                    for i in 0..3 {
+                        let iy = (oy * s + i) as isize - p as isize;
+                        if iy < 0 || iy >= x.h as isize {
+                            continue;
+                        }
+                        for j in 0..3 {
+                            let ix = (ox * s + j) as isize - p as isize;
+                            if ix >= 0 && ix < x.w as isize {
+                                m = m.max(src[iy as usize * x.w + ix as usize]);
+                            }
+                        }
+                    }
+                    dst[oy * ow + ox] = m;
+                }
+            }
+        });
+    Act {
+        c: x.c,
+        n: x.n,
+        h: oh,
+        w: ow,
+        data: out,
+    }
+}
+
+/// `F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)`: the mean over the
+/// window's positions inside the image.
+fn avg_pool_3x3_same(x: &Act) -> Act {
+    let (h, w) = (x.h, x.w);
+    let mut out = vec![0.0f32; x.data.len()];
+    out.par_chunks_mut(h * w)
+        .zip(x.data.par_chunks(h * w))
+        .for_each(|(dst, src)| {
+            for oy in 0..h {
+                let (y0, y1) = (oy.saturating_sub(1), (oy + 2).min(h));
+                for ox in 0..w {
+                    let (x0, x1) = (ox.saturating_sub(1), (ox + 2).min(w));
+                    let mut s = 0.0f32;
+                    for yy in y0..y1 {
+                        for xx in x0..x1 {
+                            s += src[yy * w + xx];
+                        }
+                    }
+                    dst[oy * w + ox] = s / ((y1 - y0) * (x1 - x0)) as f32;
+                }
+            }
+        });
+    Act {
+        c: x.c,
+        n: x.n,
+        h,
+        w,
+        data: out,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Direct convolution on `(Ci, N, H, W)` for checking the tiled im2col/GEMM path.
+    fn naive(cv: &Conv, x: &Act) -> Act {
+        let oh = (x.h + 2 * cv.ph - cv.kh) / cv.stride + 1;
+        let ow = (x.w + 2 * cv.pw - cv.kw) / cv.stride + 1;
+        let mut out = vec![0.0f32; cv.co * x.n * oh * ow];
+        for o in 0..cv.co {
+            for n in 0..x.n {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut s = f64::from(cv.b[o]);
+                        for c in 0..cv.ci {
+                            for i in 0..cv.kh {
+                                for j in 0..cv.kw {
+                                    let iy = (oy * cv.stride + i) as isize - cv.ph as isize;
+                                    let ix = (ox * cv.stride + j) as isize - cv.pw as isize;
+                                    if iy < 0 || ix < 0 || iy >= x.h as isize || ix >= x.w as isize
+                                    {
+                                        continue;
+                                    }
+                                    let xv = x.data
+                                        [((c * x.n + n) * x.h + iy as usize) * x.w + ix as usize];
+                                    let wv = cv.w[((o * cv.ci + c) * cv.kh + i) * cv.kw + j];
+                                    s += f64::from(xv) * f64::from(wv);
+                                }
+                            }
+                        }
+                        out[((o * x.n + n) * oh + oy) * ow + ox] = (s as f32).max(0.0);
+                    }
+                }
+            }
+        }
+        Act {
+            c: cv.co,
+            n: x.n,
+            h: oh,
+            w: ow,
+            data: out,
+        }
+    }
+
+    fn pseudo(i: usize) -> f32 {
+        ((i * 2_654_435_761) % 1000) as f32 / 500.0 - 1.0
+    }
+
+    #[test]
+    fn tiled_conv_matches_direct_convolution() {
+        for &(ci, co, kh, kw, s, ph, pw, h, w) in &[
+            (3, 5, 3, 3, 2, 0, 0, 11, 9),
+            (4, 6, 1, 7, 1, 0, 3, 9, 10),
+            (4, 6, 7, 1, 1, 3, 0, 9, 10),
+            (5, 3, 1, 1, 1, 0, 0, 6, 6),
+            (3, 4, 5, 5, 1, 2, 2, 7, 8),
+            (2, 3, 3, 3, 2, 1, 1, 8, 8),
+        ] {
+            let n = 3;
+            let x = Act {
+                c: ci,
+                n,
+                h,
+                w,
+                data: (0..ci * n * h * w).map(pseudo).collect(),
+            };
+            let cv = Conv {
+                w: (0..co * ci * kh * kw).map(|i| pseudo(i + 7)).collect(),
+                b: (0..co).map(|i| pseudo(i + 3) * 0.1).collect(),
+                co,
+                ci,
+                kh,
+                kw,
+                stride: s,
+                ph,
+                pw,
+            };
+            let (got, want) = (conv(&cv, &x), naive(&cv, &x));
+            assert_eq!((got.c, got.h, got.w), (want.c, want.h, want.w));
+            // f32 GEMM against an f64 sum of ≤ 75 products of magnitude ≤ 1.
+            for (a, b) in got.data.iter().zip(&want.data) {
+                assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn pools() {
+        let x = Act {
+            c: 1,
+            n: 1,
+            h: 3,
+            w: 3,
+            data: (1..=9).map(|v| v as f32).collect(),
+        };
+        let a = avg_pool_3x3_same(&x);
+        // Corner: mean of 1, 2, 4, 5 (padding not counted); centre: mean of all nine.
+        assert_eq!(a.data[0], 3.0);
+        assert_eq!(a.data[4], 5.0);
+        let m = max_pool_3x3(&x, 1, true);
+        assert_eq!(m.data, [5.0, 6.0, 6.0, 8.0, 9.0, 9.0, 8.0, 9.0, 9.0]);
+        let m2 = max_pool_3x3(&x, 2, false);
+        assert_eq!(m2.data, [9.0]);
+    }
+}
