@@ -29,6 +29,7 @@ pub mod model;
 pub mod pyrandom;
 pub mod sample_images;
 pub mod scene_graph;
+pub mod serve;
 pub mod train;
 pub mod vis;
 pub mod vocab;

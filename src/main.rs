@@ -41,6 +41,8 @@ enum Command {
     DumpDataset(cmd::dump_dataset::Args),
     /// Write synthetic data in the real COCO-Stuff or Visual Genome on-disk formats.
     MakeSynthetic(cmd::make_synthetic::Args),
+    /// Serve the scene-graph studio: an interactive page and a JSON API over one model.
+    Serve(cmd::serve::Args),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
         Command::PreprocessVg(a) => cmd::preprocess_vg::run(a),
         Command::DumpDataset(a) => cmd::dump_dataset::run(a),
         Command::MakeSynthetic(a) => cmd::make_synthetic::run(a),
+        Command::Serve(a) => cmd::serve::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
