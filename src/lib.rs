@@ -33,6 +33,7 @@ pub mod report;
 pub mod rng;
 pub mod sample_images;
 pub mod scene_graph;
+pub mod serve;
 pub mod train;
 pub mod vis;
 pub mod vocab;

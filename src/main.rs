@@ -43,6 +43,8 @@ enum Command {
     MakeSynthetic(cmd::make_synthetic::Args),
     /// Inception Score, FID and KID of image folders, exactly as torch-fidelity computes them.
     Metrics(cmd::metrics::Args),
+    /// Serve the scene-graph studio: an interactive page and a JSON API over one model.
+    Serve(cmd::serve::Args),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
         Command::DumpDataset(a) => cmd::dump_dataset::run(a),
         Command::MakeSynthetic(a) => cmd::make_synthetic::run(a),
         Command::Metrics(a) => cmd::metrics::run(a),
+        Command::Serve(a) => cmd::serve::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -920,7 +920,7 @@ fn inception_weights_are_checked_against_the_sha256_prefix_in_their_name() {
         ],
         3,
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_sg2im"))
+    let out = sg2im_cmd()
         .args(["download", "inception", "--retries", "0", "--output_dir"])
         .arg(&dir)
         .args(["--base_url", &server.base])

@@ -11,5 +11,6 @@ pub mod preprocess_vg;
 pub mod print_args;
 pub mod run;
 pub mod sample_images;
+pub mod serve;
 pub mod strip_checkpoint;
 pub mod train;

@@ -11,7 +11,7 @@
 //!   (`max ≤ 0xffffffff`) with the smallest all-ones mask ≥ `max`;
 //! - `choice(n, size, replace=False)` without `p` is `permutation(n)[:size]`.
 
-use crate::pyrandom::PyRandom;
+use crate::rng::PyRandom;
 
 /// numpy's `np.random.RandomState(seed)` (legacy seeding, MT19937).
 #[derive(Clone, Debug)]
