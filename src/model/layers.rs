@@ -382,6 +382,8 @@ impl Linear {
 
     /// `(B, Din) → (B, Dout)`.
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let [out, d_in] = self.weight.dims();
+        crate::flops::linear(x.dims()[0], d_in, out);
         x.matmul(self.weight.clone().transpose()) + self.bias.clone().unsqueeze_dim(0)
     }
 }
@@ -453,6 +455,7 @@ impl Conv2d {
 
     /// `(N, Cin, H, W) → (N, Cout, H', W')`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        crate::flops::conv2d(x.dims(), self.weight.dims(), self.stride, self.padding);
         crate::model::conv_gemm::conv2d_gemm(
             x,
             self.weight.clone(),
