@@ -2,10 +2,12 @@
 //! dimensions (train.py defaults, random weights), CPU (`flex`). Prints the median of 5 runs of
 //! the whole command (load the model file, encode, forward, write 7 PNGs) and of the forward pass
 //! alone. Comparison figure: the original takes 1.03 s on this machine class (PyTorch 2.15, 2
-//! threads). Run: `cargo bench --bench inference`.
+//! threads). Run: `cargo bench --bench inference`. `SG2IM_BENCH_DEVICE` picks the device (`cpu`
+//! default; `cuda`, `vulkan`, `wgpu` in a build with that feature).
 
 use burn::tensor::Device;
 use rand::SeedableRng;
+use sg2im::device::DeviceChoice;
 use sg2im::inference::{RunOptions, generate, run_model};
 use sg2im::io::model_file::{ModelBundle, save_model_file};
 use sg2im::model::generator::{Sg2Im, Sg2ImConfig};
@@ -26,7 +28,15 @@ fn main() {
     let graphs_path = shared.join("reference/data/scene_graphs/figure_6_sheep.json");
     let vocab =
         Vocab::from_json_file(shared.join("fixtures/torch_parity/vocab.json")).expect("vocab");
-    let device = Device::flex();
+    let name = std::env::var("SG2IM_BENCH_DEVICE").unwrap_or_else(|_| "cpu".to_string());
+    let device: Device = match name.parse::<DeviceChoice>().and_then(DeviceChoice::device) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("SG2IM_BENCH_DEVICE={name}: {e}");
+            std::process::exit(2)
+        }
+    };
+    println!("device: {name}");
     let mut cfg = Sg2ImConfig::train_defaults(vocab);
     cfg.image_size = (128, 128);
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);

@@ -8,6 +8,11 @@
 //! one relationship per object plus the `__in_image__` ones), so the numbers measure the
 //! networks, not data loading. `cargo bench --bench train_step [-- FILTER]`; `SG2IM_BENCH_REPS`
 //! overrides the number of timed iterations.
+//!
+//! `SG2IM_BENCH_DEVICE` picks the device (`cpu` default; `cuda`, `vulkan`, `wgpu` in a build with
+//! that feature). Each case also prints the FLOPs of one iteration (3× the counted forward
+//! FLOPs of every convolution and linear layer: a backward pass costs about twice its forward)
+//! and, with `SG2IM_PEAK_TFLOPS` set to the device's peak, the model FLOP utilisation (MFU).
 
 // The test helpers (the COCO-sized vocabulary); the rest of the module is unused here.
 #[path = "../tests/common/mod.rs"]
@@ -16,6 +21,7 @@ mod common;
 use burn::tensor::Device;
 use rand::{Rng, RngCore, SeedableRng};
 use sg2im::data::{Sample, collate};
+use sg2im::device::DeviceChoice;
 use sg2im::train::TrainArgs;
 use sg2im::train::step::{DeviceBatch, LossConfig, StepTimes, train_iteration};
 use sg2im::train::trainer::build_nets;
@@ -82,7 +88,7 @@ fn bench(name: &str, flags: &[&str], batch_size: usize, reps: usize, original_s:
     let args = TrainArgs::parse_from(all).expect("bench flags parse");
     // A COCO-Stuff-sized vocabulary: 184 object entries, COCO's 7 predicates.
     let vocab = common::coco_like_vocab(184);
-    let device = Device::flex().autodiff();
+    let device = bench_device().autodiff();
     let mut built = build_nets(&args, &vocab, &device).expect("nets build");
     let losses = LossConfig::from_args(&args).expect("loss config");
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
@@ -94,8 +100,10 @@ fn bench(name: &str, flags: &[&str], batch_size: usize, reps: usize, original_s:
     let z = built.nets.generator.config.layout_noise_dim;
     let mut times: Vec<StepTimes> = Vec::new();
     let mut totals = Vec::new();
-    // One warm-up iteration (allocator, caches), then the timed ones.
+    let mut flops = 0;
+    // One warm-up iteration (allocator, caches, GPU kernel compilation), then the timed ones.
     for i in 0..=reps {
+        sg2im::flops::reset();
         let start = Instant::now();
         let b = DeviceBatch::new(&batch, &vocab, &device).expect("batch uploads");
         let noise = (z > 0).then(|| {
@@ -107,6 +115,9 @@ fn bench(name: &str, flags: &[&str], batch_size: usize, reps: usize, original_s:
         });
         let r = train_iteration(&mut built.nets, &b, noise, &losses);
         assert!(!r.skipped, "non-finite loss in the benchmark");
+        // GPU work is queued: the iteration ends when the device is idle.
+        device.sync().expect("device sync");
+        flops = 3 * sg2im::flops::forward_flops();
         if i > 0 {
             totals.push(start.elapsed().as_secs_f64());
             times.push(r.times);
@@ -118,6 +129,26 @@ fn bench(name: &str, flags: &[&str], batch_size: usize, reps: usize, original_s:
         "{name}: median {total:.3} s/iteration over {reps} iterations ({num_objs} objects); original (PyTorch CPU, 2 threads): {original_s:.3} s; ratio {:.2}x",
         total / original_s
     );
+    let achieved = flops as f64 / total / 1e12;
+    let mfu = std::env::var("SG2IM_PEAK_TFLOPS")
+        .ok()
+        .and_then(|p| p.parse::<f64>().ok())
+        .map(|peak| format!("; MFU {:.2}% of {peak} TFLOP/s", 100.0 * achieved / peak))
+        .unwrap_or_default();
+    let mem = device
+        .memory_pool_usage()
+        .map(|m| {
+            format!(
+                "; device memory reserved {:.2} GiB",
+                m.bytes_reserved as f64 / (1u64 << 30) as f64
+            )
+        })
+        .unwrap_or_default();
+    println!(
+        "    {:.1} iterations/s; {:.1} GFLOP/iteration (3x counted forward), {achieved:.3} TFLOP/s{mfu}{mem}",
+        1.0 / total,
+        flops as f64 / 1e9
+    );
     println!(
         "    G forward {:.3} s | G losses incl. D forwards {:.3} s | G backward + Adam {:.3} s | D_obj step {:.3} s | D_img step {:.3} s",
         comp(|t| t.forward.as_secs_f64()),
@@ -126,6 +157,19 @@ fn bench(name: &str, flags: &[&str], batch_size: usize, reps: usize, original_s:
         comp(|t| t.d_obj.as_secs_f64()),
         comp(|t| t.d_img.as_secs_f64()),
     );
+}
+
+/// `SG2IM_BENCH_DEVICE` (`cpu` when unset), probed; an unusable device ends the run with its
+/// one-line reason.
+fn bench_device() -> Device {
+    let name = std::env::var("SG2IM_BENCH_DEVICE").unwrap_or_else(|_| "cpu".to_string());
+    match name.parse::<DeviceChoice>().and_then(DeviceChoice::device) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("SG2IM_BENCH_DEVICE={name}: {e}");
+            std::process::exit(2)
+        }
+    }
 }
 
 fn main() {

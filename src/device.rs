@@ -1,8 +1,20 @@
 //! Run-time choice of the compute device (`--device`).
 //!
 //! `cpu` is Burn's pure-Rust `flex` backend and always available. GPU backends exist only when
-//! the binary was built with their cargo feature (`vulkan`, `cuda`); asking for one that was not
-//! built is a clear error, never a silent CPU fallback.
+//! the binary was built with their cargo feature (`cuda`, `vulkan`, `wgpu`); asking for one that
+//! was not built is a clear error, never a silent CPU fallback.
+//!
+//! - `cuda`: NVIDIA GPUs through CUDA (kernels compiled at run time).
+//! - `vulkan`: Burn's wgpu runtime pinned to Vulkan, shaders compiled to SPIR-V by cubecl.
+//! - `wgpu`: Burn's portable wgpu runtime (Vulkan, Metal or DX12, whichever the machine has),
+//!   shaders in WGSL through naga. This is the one that runs on Mesa's lavapipe (a CPU Vulkan
+//!   driver) in CI; cubecl's own SPIR-V crashes lavapipe's pipeline compiler. In a binary built
+//!   with both `wgpu` and `vulkan` the runtime is shared and compiles to SPIR-V on Vulkan
+//!   adapters, so test on lavapipe with a `--features wgpu` build.
+//!
+//! A GPU device is probed when it is selected (acquired and one small kernel run), so a machine
+//! without the driver or adapter, a driver error or an out-of-memory at creation becomes one
+//! [`Error::Invalid`] line here instead of a panic deep inside the backend at first use.
 
 use crate::{Error, Result};
 use burn::tensor::Device;
@@ -14,10 +26,12 @@ pub enum DeviceChoice {
     /// Burn `flex` (CPU).
     #[default]
     Cpu,
-    /// The original's spelling: the first GPU backend this binary was built with.
+    /// The original's spelling: the best GPU backend this binary was built with and this machine
+    /// has (`cuda`, then `vulkan`, then `wgpu`).
     Gpu,
     Cuda,
     Vulkan,
+    Wgpu,
 }
 
 impl FromStr for DeviceChoice {
@@ -29,8 +43,9 @@ impl FromStr for DeviceChoice {
             "gpu" => Ok(Self::Gpu),
             "cuda" => Ok(Self::Cuda),
             "vulkan" => Ok(Self::Vulkan),
+            "wgpu" => Ok(Self::Wgpu),
             other => Err(Error::invalid(format!(
-                "--device: unknown device {other:?}; expected cpu, gpu, cuda or vulkan (built: {})",
+                "--device: unknown device {other:?}; expected cpu, gpu, cuda, vulkan or wgpu (built: {})",
                 built_backends().join(", ")
             ))),
         }
@@ -46,49 +61,184 @@ pub fn built_backends() -> Vec<&'static str> {
     if cfg!(feature = "vulkan") {
         v.push("vulkan");
     }
+    if cfg!(feature = "wgpu") {
+        v.push("wgpu");
+    }
     v.push("cpu");
     v
 }
 
 impl DeviceChoice {
-    /// The Burn device (without autodiff; call `.autodiff()` on it for training).
+    /// The spelling `--device` accepts (and `args.json` stores).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cpu => "cpu",
+            Self::Gpu => "gpu",
+            Self::Cuda => "cuda",
+            Self::Vulkan => "vulkan",
+            Self::Wgpu => "wgpu",
+        }
+    }
+
+    /// The Burn device (without autodiff; call `.autodiff()` on it for training), probed: a
+    /// GPU that cannot be acquired or cannot run a kernel is an error, not a later panic.
+    /// Probing happens once per process and kind; later calls return the same device or error.
     pub fn device(self) -> Result<Device> {
         match self {
             Self::Cpu => Ok(Device::flex()),
-            Self::Cuda => cuda(),
-            Self::Vulkan => vulkan(),
-            Self::Gpu => cuda().or_else(|_| vulkan()).map_err(|_| {
-                Error::invalid(
+            Self::Cuda => gpu::get(gpu::Kind::Cuda),
+            Self::Vulkan => gpu::get(gpu::Kind::Vulkan),
+            Self::Wgpu => gpu::get(gpu::Kind::Wgpu),
+            Self::Gpu => {
+                let mut tried = Vec::new();
+                for kind in gpu::BUILT {
+                    match gpu::get(*kind) {
+                        Ok(d) => return Ok(d),
+                        Err(e) => tried.push(e.to_string()),
+                    }
+                }
+                Err(Error::invalid(if tried.is_empty() {
                     "--device gpu: this binary was built without a GPU backend; rebuild with \
-                     `--features vulkan` or `--features cuda`, or use --device cpu",
-                )
-            }),
+                     `--features cuda`, `--features vulkan` or `--features wgpu`, or use --device cpu"
+                        .to_string()
+                } else {
+                    format!(
+                        "--device gpu: no usable GPU ({}); use --device cpu",
+                        tried.join("; ")
+                    )
+                }))
+            }
         }
     }
 }
 
-#[cfg(feature = "cuda")]
-fn cuda() -> Result<Device> {
-    Ok(Device::cuda(0usize))
-}
+mod gpu {
+    use crate::{Error, Result};
+    use burn::tensor::Device;
 
-#[cfg(not(feature = "cuda"))]
-fn cuda() -> Result<Device> {
-    Err(Error::invalid(
-        "--device cuda: this binary was built without the `cuda` feature (cargo build --features cuda)",
-    ))
-}
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(super) enum Kind {
+        Cuda,
+        Vulkan,
+        Wgpu,
+    }
 
-#[cfg(feature = "vulkan")]
-fn vulkan() -> Result<Device> {
-    Ok(Device::vulkan(burn::tensor::DeviceKind::DefaultDevice))
-}
+    impl Kind {
+        fn name(self) -> &'static str {
+            match self {
+                Kind::Cuda => "cuda",
+                Kind::Vulkan => "vulkan",
+                Kind::Wgpu => "wgpu",
+            }
+        }
+    }
 
-#[cfg(not(feature = "vulkan"))]
-fn vulkan() -> Result<Device> {
-    Err(Error::invalid(
-        "--device vulkan: this binary was built without the `vulkan` feature (cargo build --features vulkan)",
-    ))
+    /// The GPU kinds this binary was built with, in `--device gpu`'s order of preference.
+    pub(super) const BUILT: &[Kind] = &[
+        #[cfg(feature = "cuda")]
+        Kind::Cuda,
+        #[cfg(feature = "vulkan")]
+        Kind::Vulkan,
+        #[cfg(feature = "wgpu")]
+        Kind::Wgpu,
+    ];
+
+    /// The probed device of `kind` (probed on first use, then remembered: Burn's wgpu runtime
+    /// can be initialised only once per process and device).
+    pub(super) fn get(kind: Kind) -> Result<Device> {
+        let slot = match kind {
+            Kind::Cuda => &PROBED[0],
+            Kind::Vulkan => &PROBED[1],
+            Kind::Wgpu => &PROBED[2],
+        };
+        slot.get_or_init(|| probe(kind))
+            .clone()
+            .map_err(Error::invalid)
+    }
+
+    type Probed = std::sync::OnceLock<std::result::Result<Device, String>>;
+    static PROBED: [Probed; 3] = [Probed::new(), Probed::new(), Probed::new()];
+
+    fn probe(kind: Kind) -> std::result::Result<Device, String> {
+        let name = kind.name();
+        if !BUILT.contains(&kind) {
+            return Err(format!(
+                "--device {name}: this binary was built without the `{name}` feature \
+                 (cargo build --release --features {name})"
+            ));
+        }
+        let fail = |what: &str, detail: String| {
+            // Driver messages can span lines; the CLI prints one.
+            let detail = detail.split_whitespace().collect::<Vec<_>>().join(" ");
+            format!("--device {name}: {what}: {detail}")
+        };
+        let device = acquire(kind).map_err(|e| fail("no usable device", e))?;
+        quietly(|| {
+            // One kernel launch and a read-back: the first point where a missing driver
+            // library, a shader compiler failure or an out-of-memory shows.
+            let t = burn::tensor::Tensor::<1>::ones([4], &device).mul_scalar(2.0);
+            t.sum().into_data().try_to_vec::<f32>().ok()
+        })
+        .map_err(|e| fail("the device failed its first kernel", e))
+        .and_then(|v| match v.as_deref() {
+            Some([s]) if *s == 8.0 => Ok(()),
+            other => Err(fail(
+                "the device computed a wrong result",
+                format!("sum of four 2s = {other:?}"),
+            )),
+        })?;
+        Ok(device)
+    }
+
+    /// Creates the device, returning initialisation failures where the backend reports them
+    /// (wgpu) and catching its panics where it does not (CUDA's driver bindings).
+    fn acquire(kind: Kind) -> std::result::Result<Device, String> {
+        match kind {
+            #[cfg(feature = "cuda")]
+            Kind::Cuda => quietly(|| Device::cuda(0usize)),
+            #[cfg(feature = "vulkan")]
+            Kind::Vulkan => wgpu_init(burn::tensor::wgpu::WgpuBackend::Vulkan),
+            #[cfg(feature = "wgpu")]
+            Kind::Wgpu => wgpu_init(burn::tensor::wgpu::WgpuBackend::Auto),
+            #[allow(unreachable_patterns)] // every arm present when all features are on
+            _ => unreachable!("probe() checks BUILT first"),
+        }
+    }
+
+    #[cfg(any(feature = "wgpu", feature = "vulkan"))]
+    fn wgpu_init(api: burn::tensor::wgpu::WgpuBackend) -> std::result::Result<Device, String> {
+        quietly(|| {
+            Device::wgpu_options()
+                .graphics_api(api)
+                .init()
+                .map_err(|e| e.to_string())
+        })?
+    }
+
+    /// Runs `f`, turning a panic into its message; the panic is not printed (the caller reports
+    /// it as one line). Other threads' panics still reach the previous hook.
+    pub(super) fn quietly<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+        use std::panic;
+        use std::sync::Arc;
+        let prev: Arc<dyn Fn(&panic::PanicHookInfo<'_>) + Send + Sync> =
+            Arc::from(panic::take_hook());
+        let me = std::thread::current().id();
+        let fwd = prev.clone();
+        panic::set_hook(Box::new(move |info| {
+            if std::thread::current().id() != me {
+                fwd(info)
+            }
+        }));
+        let out = panic::catch_unwind(panic::AssertUnwindSafe(f));
+        panic::set_hook(Box::new(move |info| prev(info)));
+        out.map_err(|payload| {
+            payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "the backend panicked".to_string())
+        })
+    }
 }
 
 #[cfg(test)]
@@ -103,7 +253,49 @@ mod tests {
             "vulkan".parse::<DeviceChoice>().unwrap(),
             DeviceChoice::Vulkan
         );
+        assert_eq!("wgpu".parse::<DeviceChoice>().unwrap(), DeviceChoice::Wgpu);
+        for d in [
+            DeviceChoice::Cpu,
+            DeviceChoice::Gpu,
+            DeviceChoice::Cuda,
+            DeviceChoice::Vulkan,
+            DeviceChoice::Wgpu,
+        ] {
+            assert_eq!(d.as_str().parse::<DeviceChoice>().unwrap(), d);
+        }
         let err = "tpu".parse::<DeviceChoice>().unwrap_err().to_string();
         assert!(err.contains("--device") && err.contains("tpu"), "{err}");
+    }
+
+    #[test]
+    fn backends_not_built_are_one_line_errors() {
+        for (d, feature) in [
+            (DeviceChoice::Cuda, cfg!(feature = "cuda")),
+            (DeviceChoice::Vulkan, cfg!(feature = "vulkan")),
+            (DeviceChoice::Wgpu, cfg!(feature = "wgpu")),
+        ] {
+            if feature {
+                continue;
+            }
+            let err = d.device().unwrap_err().to_string();
+            assert!(
+                err.contains(d.as_str()) && err.contains("feature") && !err.contains('\n'),
+                "{err}"
+            );
+        }
+        if !cfg!(any(feature = "cuda", feature = "vulkan", feature = "wgpu")) {
+            let err = DeviceChoice::Gpu.device().unwrap_err().to_string();
+            assert!(err.contains("without a GPU backend"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_panicking_probe_becomes_its_message() {
+        let r = gpu::quietly(|| -> u8 { panic!("driver said no") });
+        assert_eq!(r.unwrap_err(), "driver said no");
+        let n = 7;
+        let r = gpu::quietly(|| -> u8 { panic!("driver said {n}") });
+        assert_eq!(r.unwrap_err(), "driver said 7");
+        assert_eq!(gpu::quietly(|| 3), Ok(3));
     }
 }

@@ -27,7 +27,8 @@ fn run_writes_images_and_tensors_equal_to_the_original() {
         "--draw_scene_graphs",
         "1",
         "--device",
-        "cpu",
+        // `tests/gpu_path.rs`: the GPU path runs this test with the same tolerances.
+        &std::env::var("SG2IM_TEST_DEVICE").unwrap_or_else(|_| "cpu".to_string()),
         "--save_tensors",
         s(&dir.join("t.safetensors")),
     ]);

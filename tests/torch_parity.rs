@@ -8,18 +8,32 @@
 //! summation order) and Burn's flex kernels instead of MKL/oneDNN, so we compare with
 //! `|a − b| ≤ atol + rtol·|b|`: intermediates atol 1e-5, rtol 1e-4; images and layouts atol 1e-4,
 //! rtol 1e-4; losses rtol 1e-5; gradients atol 1e-5, rtol 1e-3 (summed over many terms).
+//!
+//! The numeric tests run on the device named by `SG2IM_TEST_DEVICE` (`cpu` by default; `wgpu`,
+//! `vulkan` or `cuda` in a build with that feature, see `tests/gpu_path.rs` and `.ci/run`), with
+//! the same tolerances there: GPU kernels sum in other orders, within the same float32 rounding.
 
 mod common;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use common::{assert_close, coco_like_vocab, torch_fixture as fixture};
 use indexmap::IndexMap;
+use sg2im::device::DeviceChoice;
 use sg2im::io::model_file::{NetState, load_any};
 use sg2im::io::safetensors_io::{RawTensor, read_safetensors};
 use sg2im::model::generator::{GraphBatch, Sg2Im, Sg2ImConfig};
 use sg2im::model::params::{shapes, to_device};
 use sg2im::scene_graph::{encode, read_scene_graphs};
 use sg2im::vocab::Vocab;
+
+/// The device of the numeric tests: `SG2IM_TEST_DEVICE` (`cpu` when unset). A device that is
+/// asked for but unusable fails the test rather than quietly testing the CPU.
+fn test_device() -> Device {
+    let name = std::env::var("SG2IM_TEST_DEVICE").unwrap_or_else(|_| "cpu".to_string());
+    name.parse::<DeviceChoice>()
+        .and_then(DeviceChoice::device)
+        .unwrap_or_else(|e| panic!("SG2IM_TEST_DEVICE={name}: {e}"))
+}
 
 fn load_fixture(name: &str) -> IndexMap<String, RawTensor> {
     read_safetensors(fixture(name)).expect("fixture readable").0
@@ -102,7 +116,7 @@ fn scene_graph_encoding_matches_encode_scene_graphs() {
 
 #[test]
 fn eval_outputs_match_for_every_checkpoint_format() {
-    let device = Device::flex();
+    let device = test_device();
     let out = load_fixture("outputs.safetensors");
     let want = |k: &str| &out[k];
     for file in [
@@ -273,7 +287,7 @@ fn discriminators_state_dicts_match_the_original() {
 
 /// One train-mode forward + backward from the `ref_small` weights (README "train_parity").
 fn train_case(case: &str, with_masks: bool) {
-    let device = Device::flex().autodiff();
+    let device = test_device().autodiff();
     let tp = load_fixture("train_parity.safetensors");
     let f = |k: &str| &tp[k];
     let objs = tp["batch.objs"].to_i64();

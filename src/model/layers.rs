@@ -401,6 +401,8 @@ impl Linear {
 
     /// `(B, Din) → (B, Dout)`.
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let [out, d_in] = self.weight.dims();
+        crate::flops::linear(x.dims()[0], d_in, out);
         x.matmul(self.weight.clone().transpose()) + self.bias.clone().unsqueeze_dim(0)
     }
 }
@@ -446,6 +448,7 @@ impl Conv2d {
 
     /// `(N, Cin, H, W) → (N, Cout, H', W')`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        crate::flops::conv2d(x.dims(), self.weight.dims(), self.stride, self.padding);
         let (s, p) = (self.stride, self.padding);
         kernels::conv::conv2d(&x, &self.weight, &self.bias, s, p).unwrap_or_else(|| {
             let opts = ConvOptions::new([s; 2], [p; 2], [1, 1], 1);

@@ -207,7 +207,9 @@ async fn generate(State(state): State<AppState>, headers: HeaderMap, body: Bytes
             StatusCode::INTERNAL_SERVER_ERROR,
             "the inference thread dropped the request",
         ),
-        Ok(Ok(Err(e @ Error::Io { .. }))) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Ok(Ok(Err(e @ Error::Io { .. }))) => {
+            error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        }
         Ok(Ok(Err(e))) => bad_request(e),
         Ok(Ok(Ok(g))) => generated(g, seed),
     }

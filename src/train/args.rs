@@ -477,12 +477,7 @@ mod device_serde {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(d: &DeviceChoice, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(match d {
-            DeviceChoice::Cpu => "cpu",
-            DeviceChoice::Gpu => "gpu",
-            DeviceChoice::Cuda => "cuda",
-            DeviceChoice::Vulkan => "vulkan",
-        })
+        s.serialize_str(d.as_str())
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DeviceChoice, D::Error> {
