@@ -44,17 +44,13 @@ pub struct Features {
 }
 
 impl Features {
-    fn append(&mut self, other: Features) {
+    /// Appends another batch's features.
+    pub fn extend(&mut self, other: Features) {
         self.f64.extend(other.f64);
         self.f192.extend(other.f192);
         self.f768.extend(other.f768);
         self.f2048.extend(other.f2048);
         self.logits_unbiased.extend(other.logits_unbiased);
-    }
-
-    /// Appends another batch's features.
-    pub fn extend(&mut self, other: Features) {
-        self.append(other)
     }
 
     /// Number of images.
