@@ -50,7 +50,12 @@ impl Driver {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e} (install: {INSTALL})", program.display()));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {}: {e} (install: {INSTALL})",
+                    program.display()
+                )
+            });
         let url = format!("http://127.0.0.1:{port}");
         let start = Instant::now();
         while get_status(&format!("{url}/status")) != Some(200) {
@@ -86,9 +91,8 @@ async fn wait_for(c: &Client, what: &str, expr: &str) -> Value {
     let script = format!("try {{ return ({expr}); }} catch (e) {{ return null; }}");
     loop {
         let v = c.execute(&script, vec![]).await.unwrap();
-        let truthy = !matches!(&v, Value::Null | Value::Bool(false))
-            && v != json!("")
-            && v != json!(0);
+        let truthy =
+            !matches!(&v, Value::Null | Value::Bool(false)) && v != json!("") && v != json!(0);
         if truthy {
             return v;
         }
@@ -110,7 +114,9 @@ async fn wait_for(c: &Client, what: &str, expr: &str) -> Value {
 const IDLE: &str = "window.sg2im.responses === window.sg2im.requests && !window.sg2im.state.inFlight && !window.sg2im.state.pending && !window.sg2im.state.scheduled";
 
 async fn js(c: &Client, expr: &str) -> Value {
-    c.execute(&format!("return ({expr});"), vec![]).await.unwrap()
+    c.execute(&format!("return ({expr});"), vec![])
+        .await
+        .unwrap()
 }
 
 async fn drag(c: &Client, css: &str, dx: f64, dy: f64) {
@@ -145,7 +151,9 @@ async fn drag(c: &Client, css: &str, dx: f64, dy: f64) {
 #[test]
 fn studio_in_headless_chromium() {
     let chromedriver = find_program(&["chromedriver"]).unwrap_or_else(|| {
-        panic!("chromedriver not found: the browser test needs Chromium and its WebDriver: {INSTALL}")
+        panic!(
+            "chromedriver not found: the browser test needs Chromium and its WebDriver: {INSTALL}"
+        )
     });
     let chromium = find_program(&["chromium", "chromium-browser", "google-chrome"])
         .unwrap_or_else(|| panic!("chromium not found: the browser test needs it: {INSTALL}"));

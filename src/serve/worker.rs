@@ -116,7 +116,11 @@ fn without(names: &[String], skip: &str) -> Vec<String> {
     names.iter().filter(|n| *n != skip).cloned().collect()
 }
 
-fn run_jobs(model: &mut crate::model::generator::Sg2Im, mut rx: mpsc::Receiver<Job>, device: &Device) {
+fn run_jobs(
+    model: &mut crate::model::generator::Sg2Im,
+    mut rx: mpsc::Receiver<Job>,
+    device: &Device,
+) {
     while let Some(job) = rx.blocking_recv() {
         // The client gave up (time limit, closed connection): do not spend the worker on it.
         if job.reply.is_closed() {
