@@ -197,7 +197,10 @@ fn generate_equals_sg2im_run_with_seed_and_boxes() {
         .iter()
         .collect::<std::collections::BTreeSet<_>>()
         .len();
-    assert!(distinct > 1, "a constant image cannot show the seed's effect");
+    assert!(
+        distinct > 1,
+        "a constant image cannot show the seed's effect"
+    );
     assert!(image(7) == image(7));
     assert!(image(7) != image(8));
     // Without "seed": seed 0, like `sg2im run` without --seed.
