@@ -159,8 +159,10 @@ fn studio_in_headless_chromium() {
         .unwrap_or_else(|| panic!("chromium not found: the browser test needs it: {INSTALL}"));
     let server = TestServer::start(ref_small_pt(), |_| {});
     let driver = Driver::start(&chromedriver);
-    let example = shared("reference/data/scene_graphs/figure_6_sheep.json");
-    assert!(example.is_file(), "{}", example.display());
+    // chromedriver wants a canonical path for a file input.
+    let example = shared("reference/data/scene_graphs/figure_6_sheep.json")
+        .canonicalize()
+        .expect("the example scene graphs beside the checkout");
     let screenshot_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -2,7 +2,7 @@
 //! 0.4.0 computes them (`metric_isc.py`, `metric_fid.py`, `metric_kid.py`), in f64.
 
 use super::linalg::{matmul, sqrtm_psd, symmetric_eigen, symmetrize};
-use super::numpy_rng::RandomState;
+use crate::rng::RandomState;
 use crate::{Error, Result};
 
 /// `isc_features_to_metric`: `(inception_score_mean, inception_score_std)`.

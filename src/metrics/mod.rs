@@ -7,7 +7,6 @@
 pub mod fidelity;
 pub mod inception;
 pub mod linalg;
-pub mod numpy_rng;
 pub mod resize;
 
 use crate::io::npz::{self, NpyArray};

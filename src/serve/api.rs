@@ -17,7 +17,6 @@ use base64::Engine;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
 /// Where errors say the input came from (`sg2im run` names the file there).
@@ -60,8 +59,10 @@ pub fn router(state: AppState) -> Router {
         .route("/style.css", get(style_css))
         .route("/api/vocab", get(vocab))
         .route("/api/generate", post(generate))
-        .layer(DefaultBodyLimit::disable())
-        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        // Read up to the limit, then refuse: answering 413 from Content-Length alone (what
+        // tower-http's RequestBodyLimitLayer does) closes the socket while the client is still
+        // writing, and clients then see a broken pipe instead of the 413.
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::map_response(json_413))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -123,7 +124,7 @@ fn busy(message: String) -> Response {
     r
 }
 
-/// The body limit answers 413 before any handler runs (plain text); say it in JSON like the
+/// The body limit answers 413 (plain text) before the handler runs; say it in JSON like the
 /// other errors.
 async fn json_413(response: Response) -> Response {
     if response.status() == StatusCode::PAYLOAD_TOO_LARGE {

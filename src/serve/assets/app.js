@@ -61,11 +61,20 @@ function requestBody() {
   // boxes of the others (predictions do not depend on the boxes sent, so a follow-up request
   // fixes any that were stale).
   if (state.objects.some((o) => o.pinned)) {
-    body.boxes = state.objects.map((o) => o.pinned || o.pred || [0.25, 0.25, 0.75, 0.75]);
+    body.boxes = state.objects.map((o) => o.pinned || properBox(o.pred) || [0.25, 0.25, 0.75, 0.75]);
   }
   if (state.fileMasks && state.fileMasks.length === state.objects.length) body.masks = state.fileMasks;
   body.seed = state.seed;
   return body;
+}
+
+// The box net's output is unconstrained; `run` refuses a box with x1 <= x0 or y1 <= y0.
+function properBox(b) {
+  if (!b) return null;
+  if (b[2] > b[0] && b[3] > b[1]) return b;
+  const [x0, x1] = [Math.min(b[0], b[2]), Math.max(b[0], b[2])];
+  const [y0, y1] = [Math.min(b[1], b[3]), Math.max(b[1], b[3])];
+  return [x0, y0, Math.max(x1, x0 + MIN_BOX), Math.max(y1, y0 + MIN_BOX)];
 }
 
 function schedule(delay = DEBOUNCE_MS) {
@@ -162,7 +171,7 @@ function accept(answer, body, ids) {
     if (!o) return;
     o.pred = answer.boxes[i];
     o.mask = answer.masks ? answer.masks[i] : null;
-    if (body.boxes && !o.pinned && !sameBox(body.boxes[i], o.pred)) stale = true;
+    if (body.boxes && !o.pinned && !sameBox(body.boxes[i], properBox(o.pred))) stale = true;
   });
   renderBoxes();
   updateRunCommand();
@@ -269,7 +278,7 @@ function renderBoxes() {
   const overlay = $('overlay');
   overlay.replaceChildren();
   state.objects.forEach((o, i) => {
-    const b = o.pinned || o.pred;
+    const b = o.pinned || properBox(o.pred);
     if (!b) return;
     const box = el('div', { class: `box${o.pinned ? ' pinned' : ''}`, id: `box-${i}` });
     box.style.borderColor = colorOf(i);
@@ -312,7 +321,7 @@ function startDrag(ev, i, div, mode) {
   if (ev.button !== 0) return;
   ev.preventDefault();
   const o = state.objects[i];
-  const start = (o.pinned || o.pred).slice();
+  const start = (o.pinned || properBox(o.pred)).slice();
   const rect = $('stage').getBoundingClientRect();
   const x0 = ev.clientX;
   const y0 = ev.clientY;
