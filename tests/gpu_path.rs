@@ -145,12 +145,12 @@ fn training_iterations_have_finite_losses_match_the_cpu_and_resume_exactly() {
         );
     }
 
-    // Interrupted at the checkpoint t = 4, then resumed in the same directory: bit-identical
-    // losses (the GPU kernels are deterministic for a given device and shapes).
+    // Stopped at the checkpoint t = 4 (`--num_iterations=4`), then resumed in the same directory:
+    // bit-identical losses (the GPU kernels are deterministic for a given device and shapes).
     let b = scratch("train-b");
     let (m1, m2) = (b.join("m1.jsonl"), b.join("m2.jsonl"));
     let m1s = format!("--metrics_jsonl={}", m1.display());
-    let sb = train(tiny_args(&b, &dev, &["--stop_at=4", &m1s])).unwrap();
+    let sb = train(tiny_args(&b, &dev, &["--num_iterations=4", &m1s])).unwrap();
     assert_eq!(sb.t, 4);
     let m2s = format!("--metrics_jsonl={}", m2.display());
     let sc = train(tiny_args(&b, &dev, &["--restore_from_checkpoint=1", &m2s])).unwrap();
