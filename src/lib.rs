@@ -22,6 +22,7 @@ pub mod data;
 pub mod device;
 pub mod download;
 pub mod error;
+pub mod eval;
 pub mod flops;
 pub mod imagenet;
 pub mod inference;

@@ -43,6 +43,8 @@ enum Command {
     MakeSynthetic(cmd::make_synthetic::Args),
     /// Inception Score, FID and KID of image folders, exactly as torch-fidelity computes them.
     Metrics(cmd::metrics::Args),
+    /// Score a checkpoint with the paper's protocol: layout metrics, IS/FID/KID of its samples.
+    Evaluate(cmd::evaluate::Args),
     /// Serve the scene-graph studio: an interactive page and a JSON API over one model.
     Serve(cmd::serve::Args),
 }
@@ -73,6 +75,7 @@ fn main() -> ExitCode {
         Command::MakeSynthetic(a) => cmd::make_synthetic::run(a),
         Command::Metrics(a) => cmd::metrics::run(a),
         Command::Serve(a) => cmd::serve::run(a),
+        Command::Evaluate(a) => cmd::evaluate::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

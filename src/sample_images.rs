@@ -346,23 +346,23 @@ pub fn sample_checkpoint(
 }
 
 /// Image `i` `(3, H, W)` of `(N, 3, H, W)`.
-fn nth_image(imgs: &[f32], i: usize, h: usize, w: usize) -> &[f32] {
+pub(crate) fn nth_image(imgs: &[f32], i: usize, h: usize, w: usize) -> &[f32] {
     &imgs[i * 3 * h * w..(i + 1) * 3 * h * w]
 }
 
 /// One batch through the generator, on the host.
-struct BatchOutput {
+pub(crate) struct BatchOutput {
     /// `(N, 3, H, W)`.
-    imgs: Vec<f32>,
+    pub(crate) imgs: Vec<f32>,
     /// `(O, 4)`.
-    boxes_pred: Vec<[f32; 4]>,
+    pub(crate) boxes_pred: Vec<[f32; 4]>,
     /// `(O, M, M)`.
     masks_pred: Option<Vec<f32>>,
 }
 
 /// The forward pass of §19.2: GT boxes / masks enter the layout only when asked for; noise for
 /// batch `b` is drawn from `(seed, b)`.
-fn forward_batch(
+pub(crate) fn forward_batch(
     model: &mut Sg2Im,
     batch: &Batch,
     opts: &SampleOptions,

@@ -4,6 +4,7 @@ pub mod download;
 pub mod dump_coco;
 pub mod dump_dataset;
 pub mod dump_vg;
+pub mod evaluate;
 pub mod import_torch;
 pub mod make_synthetic;
 pub mod metrics;
