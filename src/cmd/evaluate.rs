@@ -58,25 +58,9 @@ pub struct Args {
     /// cpu, gpu, cuda or vulkan.
     #[arg(long, default_value = "cpu")]
     device: String,
-    #[arg(long = "vg_h5", default_value = "datasets/vg/val.h5")]
-    vg_h5: PathBuf,
-    #[arg(long = "vg_image_dir", default_value = "datasets/vg/images")]
-    vg_image_dir: PathBuf,
-    #[arg(
-        long = "coco_image_dir",
-        default_value = "~/datasets/coco/2017/images/val2017"
-    )]
-    coco_image_dir: PathBuf,
-    #[arg(
-        long = "instances_json",
-        default_value = "~/datasets/coco/2017/annotations/instances_val2017.json"
-    )]
-    instances_json: PathBuf,
-    #[arg(
-        long = "stuff_json",
-        default_value = "~/datasets/coco/2017/annotations/stuff_val2017.json"
-    )]
-    stuff_json: PathBuf,
+    /// Where the validation data lives (COCO/VG; shapes needs none).
+    #[command(flatten)]
+    paths: DataPaths,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -90,13 +74,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let opts = EvalOptions {
         checkpoint: args.checkpoint,
         dataset: args.dataset,
-        paths: DataPaths {
-            vg_h5: args.vg_h5,
-            vg_image_dir: args.vg_image_dir,
-            coco_image_dir: args.coco_image_dir,
-            instances_json: args.instances_json,
-            stuff_json: args.stuff_json,
-        },
+        paths: args.paths,
         samples_per_graph: args.samples_per_graph,
         layout: args.layout,
         inception_weights: args.inception_weights,

@@ -3,6 +3,7 @@
 
 use anyhow::Context;
 use sg2im::data::DatasetKind;
+use sg2im::data::factory::DataPaths;
 use sg2im::device::DeviceChoice;
 use sg2im::sample_images::{CheckpointSource, ModelMode, SampleOptions, sample_images};
 use sg2im::train::args::{parse_bool, parse_image_size};
@@ -74,25 +75,9 @@ pub struct Args {
     save_layout: bool,
     #[arg(long = "output_dir", default_value = "output")]
     output_dir: PathBuf,
-    #[arg(long = "vg_h5", default_value = "datasets/vg/val.h5")]
-    vg_h5: PathBuf,
-    #[arg(long = "vg_image_dir", default_value = "datasets/vg/images")]
-    vg_image_dir: PathBuf,
-    #[arg(
-        long = "coco_image_dir",
-        default_value = "~/datasets/coco/2017/images/val2017"
-    )]
-    coco_image_dir: PathBuf,
-    #[arg(
-        long = "instances_json",
-        default_value = "~/datasets/coco/2017/annotations/instances_val2017.json"
-    )]
-    instances_json: PathBuf,
-    #[arg(
-        long = "stuff_json",
-        default_value = "~/datasets/coco/2017/annotations/stuff_val2017.json"
-    )]
-    stuff_json: PathBuf,
+    /// Where the validation data lives (COCO/VG; shapes needs none).
+    #[command(flatten)]
+    paths: DataPaths,
     /// cpu, gpu (the first GPU backend built in), cuda or vulkan. The original ran on CUDA.
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -123,11 +108,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         use_gt_boxes: args.use_gt_boxes,
         use_gt_masks: args.use_gt_masks,
         output_dir: args.output_dir,
-        vg_h5: args.vg_h5,
-        vg_image_dir: args.vg_image_dir,
-        coco_image_dir: args.coco_image_dir,
-        instances_json: args.instances_json,
-        stuff_json: args.stuff_json,
+        vg_h5: args.paths.vg_h5,
+        vg_image_dir: args.paths.vg_image_dir,
+        coco_image_dir: args.paths.coco_image_dir,
+        instances_json: args.paths.instances_json,
+        stuff_json: args.paths.stuff_json,
         seed: args.seed,
     };
     let summaries =

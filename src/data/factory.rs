@@ -180,12 +180,29 @@ fn open_shapes(split: Split, opts: &DatasetOptions) -> Result<ShapesDataset> {
 
 /// The files a command that reads a trained model's data names with its own flags (the
 /// original's `sample_images.py` flags; the flag names appear in errors).
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Also the `--vg_h5 … --stuff_json` flags of `sample-images` and `evaluate` (one definition,
+/// flattened into both commands; defaults are `sample_images.py`'s).
+#[derive(Debug, Clone, PartialEq, clap::Args)]
 pub struct DataPaths {
+    #[arg(long = "vg_h5", default_value = "datasets/vg/val.h5")]
     pub vg_h5: PathBuf,
+    #[arg(long = "vg_image_dir", default_value = "datasets/vg/images")]
     pub vg_image_dir: PathBuf,
+    #[arg(
+        long = "coco_image_dir",
+        default_value = "~/datasets/coco/2017/images/val2017"
+    )]
     pub coco_image_dir: PathBuf,
+    #[arg(
+        long = "instances_json",
+        default_value = "~/datasets/coco/2017/annotations/instances_val2017.json"
+    )]
     pub instances_json: PathBuf,
+    #[arg(
+        long = "stuff_json",
+        default_value = "~/datasets/coco/2017/annotations/stuff_val2017.json"
+    )]
     pub stuff_json: PathBuf,
 }
 
