@@ -118,6 +118,7 @@ fn evaluates_a_tiny_shapes_model_with_the_random_inception() {
         "frechet_inception_distance",
         "kernel_inception_distance_mean",
         "kernel_inception_distance_std",
+        "scene_fid",
     ] {
         let v = report[key]
             .as_f64()
@@ -162,6 +163,56 @@ fn evaluates_a_tiny_shapes_model_with_the_random_inception() {
         assert_eq!((w, h), (16, 16));
         assert_eq!(rgb, want, "real/{name} differs from the dataset image");
     }
+    // SceneFID's crops: one per object but __image__, at the ground-truth box, for every real
+    // image and every sample; shapes draws no objects at random, so each sample of a graph has
+    // the real image's objects.
+    let real_crops = pngs(&out.join("crops/real"));
+    let sample_crops = pngs(&out.join("crops/samples"));
+    assert_eq!(
+        report["num_object_crops"].as_u64(),
+        Some(sample_crops.len() as u64)
+    );
+    assert!(!real_crops.is_empty());
+    assert_eq!(sample_crops.len(), 2 * real_crops.len());
+    let image_idx = val.vocab().image_object().unwrap();
+    for (i, real_name) in real.iter().enumerate() {
+        let item = val.get(i, 0).unwrap();
+        let boxes: Vec<[f32; 4]> = item
+            .objs
+            .iter()
+            .zip(&item.boxes)
+            .filter(|(o, _)| **o != image_idx)
+            .map(|(_, b)| *b)
+            .collect();
+        let stem = real_name.trim_end_matches(".png");
+        for (j, b) in boxes.iter().enumerate() {
+            let want = sg2im::eval::crops::crop_u8(
+                &sg2im::imagenet::deprocess_to_u8_hwc(&item.image, 16, 16),
+                16,
+                16,
+                b,
+            );
+            let (rgb, w, h) =
+                sg2im::data::image::load_rgb(out.join(format!("crops/real/{stem}_{j:02}.png")))
+                    .unwrap();
+            assert_eq!((rgb, h, w), want, "crop {j} of real image {i}");
+            for k in 0..2 {
+                let name = format!("crops/samples/{stem}_{k}_{j:02}.png");
+                assert!(out.join(&name).is_file(), "{name} missing");
+            }
+        }
+        let extra = format!("crops/real/{stem}_{:02}.png", boxes.len());
+        assert!(
+            !out.join(&extra).exists(),
+            "{extra}: more crops than objects"
+        );
+    }
+    // Nothing of the staging folder is left behind.
+    let left: Vec<String> = pngs(&out)
+        .into_iter()
+        .filter(|n| n.starts_with(".evaluate-staging"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
     // The samples go through the same PNG writer as the real images (checked lossless above);
     // the two samples of a graph come from different noise, so they differ.
     for i in 0..6 {
@@ -236,4 +287,73 @@ fn bad_inputs_get_one_line() {
         ]),
         &["vocabulary", "not trained on this dataset"],
     );
+}
+
+/// Sample k of a graph uses pass k of the dataset: the same images and objects, relationships
+/// drawn afresh (what `evaluate` relies on for the paper's "freshly drawn geometric
+/// relationships per sample").
+#[test]
+fn each_pass_of_the_loader_redraws_the_relationships() {
+    use sg2im::data::loader::Loader;
+    let val: std::sync::Arc<dyn SceneGraphDataset> = std::sync::Arc::new(
+        ShapesDataset::new(ShapesConfig {
+            image_size: (16, 16),
+            mask_size: 4,
+            num_images: 8,
+            seed: sg2im::data::factory::SHAPES_VAL_SEED,
+            ..ShapesConfig::default()
+        })
+        .unwrap(),
+    );
+    let loader = Loader::new(val, 8, false, 0, 0, "evaluate");
+    let pass = |k: u64| loader.epoch(k, 0).next().unwrap().batch;
+    let (a, b) = (pass(0), pass(1));
+    assert_eq!(a.imgs, b.imgs);
+    assert_eq!(a.objs, b.objs);
+    assert_eq!(a.boxes, b.boxes);
+    assert_ne!(a.triples, b.triples, "pass 1 drew the same relationships");
+}
+
+/// A re-run into the same folder replaces the earlier run's outputs (no stale samples from a
+/// run with more samples per graph are scored); a run that fails after generating leaves the
+/// earlier outputs as they were and no staging folder.
+#[test]
+fn a_rerun_replaces_the_outputs_and_a_failed_run_keeps_them() {
+    let dir = tmp("rerun");
+    let out = dir.join("eval");
+    let run = |k: &str, weights: Option<&Path>| {
+        let mut args = vec![
+            "evaluate",
+            "--checkpoint",
+            s(trained()),
+            "--samples_per_graph",
+            k,
+            "--num_samples",
+            "3",
+            "--output_dir",
+            s(&out),
+        ];
+        if let Some(w) = weights {
+            args.extend(["--inception_weights", s(w)]);
+        }
+        sg2im(&args)
+    };
+    ok(run("2", None));
+    assert_eq!(pngs(&out.join("samples")).len(), 6);
+    ok(run("1", None));
+    assert_eq!(
+        pngs(&out.join("samples")),
+        vec!["0000_0.png", "0001_0.png", "0002_0.png"]
+    );
+    let report_before = std::fs::read(out.join("report.json")).unwrap();
+    // Weights that exist but are no Inception: the failure comes after generation.
+    let bogus = dir.join("bogus.pth");
+    std::fs::write(&bogus, b"not a checkpoint").unwrap();
+    assert_one_line_error(&run("2", Some(&bogus)), &["bogus.pth"]);
+    assert_eq!(pngs(&out.join("samples")).len(), 3);
+    assert_eq!(
+        std::fs::read(out.join("report.json")).unwrap(),
+        report_before
+    );
+    assert_eq!(pngs(&out), vec!["real", "report.json", "samples"]);
 }

@@ -1,5 +1,5 @@
 //! `sg2im evaluate` — the sg2im paper's protocol for a checkpoint: layout metrics of Table 2
-//! and IS/FID/KID of generated samples.
+//! and IS/FID/KID/SceneFID of generated samples.
 
 use anyhow::Context;
 use sg2im::data::DatasetKind;
@@ -15,12 +15,18 @@ Writes <output_dir>/samples/%04d_%d.png (sample k of scene graph i, lossless), r
 recall_at_0.3, recall_at_0.5, sigma_x, sigma_area (population std, ddof=0, of the predicted
 boxes' x-centre and area per object category, averaged over categories), num_objects,
 num_samples and, with --inception_weights, torch-fidelity's inception_score_mean/_std,
-frechet_inception_distance, kernel_inception_distance_mean/_std (samples vs real/).
+frechet_inception_distance, kernel_inception_distance_mean/_std (samples vs real/) and
+scene_fid: FID of the objects' crops at their ground-truth boxes, generated vs real
+(crops/samples/, crops/real/; num_object_crops counts the generated ones).
 
-Layout metrics use the model's predicted boxes also when --layout uses the ground-truth ones;
+Sample k of every graph is drawn with the dataset's random choices of pass k (COCO's and
+shapes' geometric relationships are drawn afresh for every sample, as in the paper). Layout
+metrics use the model's predicted boxes also when --layout uses the ground-truth ones;
 __image__ is excluded. KID uses subsets of min(1000, number of images) (torch-fidelity's 1000
 exceeds small splits; the size used is kid_subset_size in report.json) and IS min(10, n)
-splits. Only the validation split is available (the dataset factory has no test split).";
+splits. Only the validation split is available (the dataset factory has no test split).
+The folders are written in a staging folder and replace the output_dir's samples/, real/ and
+crops/ only when the run succeeds.";
 
 #[derive(clap::Args, Debug)]
 #[command(args_override_self = true, after_help = AFTER_HELP)]

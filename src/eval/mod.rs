@@ -16,7 +16,10 @@ use burn::tensor::Device;
 use indexmap::IndexMap;
 use layout::{BoxPair, LayoutMetrics, layout_metrics};
 use serde_json::Value;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// `report.json`'s key of SceneFID.
+pub const KEY_SCENE_FID: &str = "scene_fid";
 
 /// `--layout`: what the generator lays the objects out with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -74,6 +77,8 @@ pub struct EvalReport {
     pub fidelity: IndexMap<&'static str, f64>,
     /// KID's subset size actually used: min(1000, number of images).
     pub kid_subset_size: Option<usize>,
+    /// Object crops per side of SceneFID (generated; the real side has one per real object).
+    pub num_object_crops: Option<usize>,
 }
 
 impl EvalReport {
@@ -95,16 +100,25 @@ impl EvalReport {
         if let Some(s) = self.kid_subset_size {
             m.insert("kid_subset_size".into(), s.into());
         }
+        if let Some(n) = self.num_object_crops {
+            m.insert("num_object_crops".into(), n.into());
+        }
         Value::Object(m)
     }
 }
 
 /// The paper's protocol for one checkpoint: `samples_per_graph` generated images per scene
-/// graph of the validation split into `output_dir/samples/%04d_%d.png` (lossless PNG), the
-/// real images at the model's resolution into `output_dir/real/%04d.png` (once per graph),
-/// layout metrics from the model's predicted boxes (also when the layout uses the ground-truth
-/// boxes: the figures then still describe the box regressor), and IS/FID/KID of the samples
-/// against the real images when `inception_weights` is given. Writes `report.json` atomically.
+/// graph of the validation split into `output_dir/samples/%04d_%d.png` (lossless PNG; sample
+/// `k` of every graph from epoch `k` of the loader, so per-item random choices such as COCO's
+/// geometric relationships are drawn afresh for each sample), the real images at the model's
+/// resolution into `output_dir/real/%04d.png` (once per graph), layout metrics from the model's
+/// predicted boxes (also when the layout uses the ground-truth boxes: the figures then still
+/// describe the box regressor), and, when `inception_weights` is given, IS/FID/KID of the
+/// samples against the real images and SceneFID over the objects' crops at their ground-truth
+/// boxes (`output_dir/crops/{samples,real}/…_%02d.png`).
+///
+/// Everything is written under a staging folder and moved into `output_dir` when the run has
+/// succeeded (see [`Staging`]); `report.json` is written atomically last.
 pub fn evaluate(
     opts: &EvalOptions,
     device: &Device,
@@ -168,11 +182,8 @@ pub fn evaluate(
         )));
     }
     let image_category = model.config.vocab.image_object().ok().map(|i| i as usize);
-    let samples_dir = opts.output_dir.join("samples");
-    let real_dir = opts.output_dir.join("real");
-    for d in [&samples_dir, &real_dir] {
-        std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
-    }
+    let scene_fid = opts.inception_weights.is_some();
+    let out = Staging::create(&opts.output_dir, scene_fid)?;
     let sample_opts = SampleOptions {
         use_gt_boxes: opts.layout != LayoutSource::Pred,
         use_gt_masks: opts.layout == LayoutSource::GtBoxesMasks,
@@ -180,31 +191,52 @@ pub fn evaluate(
         ..SampleOptions::default()
     };
     let k_per = opts.samples_per_graph as u64;
-    let total = dataset.len() as u64;
+    let total = dataset.len() as u64 * k_per;
     let loader = Loader::new(dataset, opts.batch_size, false, 0, opts.seed, "evaluate");
     let mut pairs = Vec::new();
-    let (mut num_real, mut num_samples) = (0usize, 0usize);
-    for loaded in loader.epoch(0, 0) {
-        for e in &loaded.errors {
-            reporter.warn(&format!("warning: batch {}: {e}", loaded.index));
-        }
-        for w in loader.dataset().take_warnings() {
-            reporter.warn(&w);
-        }
-        let batch = loaded.batch;
-        if batch.num_images == 0 {
-            continue;
-        }
-        let (h, w) = batch.image_size;
-        let first = num_real;
-        for i in 0..batch.num_images {
-            let rgb = deprocess_to_u8_hwc(nth_image(&batch.imgs, i, h, w), h, w);
-            save_png_rgb(real_dir.join(format!("{:04}.png", first + i)), &rgb, h, w)?;
-        }
-        num_real += batch.num_images;
-        for k in 0..k_per {
+    let (mut num_real, mut num_samples, mut num_crops) = (0usize, 0usize, 0usize);
+    // Sample k of every graph comes from epoch k of the loader, so the relationships a dataset
+    // draws per item (COCO's and shapes' geometric ones, VG's object subsampling) are drawn
+    // afresh for every sample, as the paper's protocol asks; the images are the same each time.
+    for k in 0..k_per {
+        let mut first = 0usize;
+        for loaded in loader.epoch(k, 0) {
+            for e in &loaded.errors {
+                reporter.warn(&format!("warning: batch {}: {e}", loaded.index));
+            }
+            for w in loader.dataset().take_warnings() {
+                reporter.warn(&w);
+            }
+            let batch = loaded.batch;
+            if batch.num_images == 0 {
+                continue;
+            }
+            let (h, w) = batch.image_size;
+            let objects = |i: usize| -> Vec<[f32; 4]> {
+                batch
+                    .objs
+                    .iter()
+                    .zip(&batch.obj_to_img)
+                    .zip(&batch.boxes)
+                    .filter(|((o, img), _)| {
+                        **img == i as i64 && Some(**o as usize) != image_category
+                    })
+                    .map(|(_, b)| *b)
+                    .collect()
+            };
+            if k == 0 {
+                for i in 0..batch.num_images {
+                    let rgb = deprocess_to_u8_hwc(nth_image(&batch.imgs, i, h, w), h, w);
+                    let name = format!("{:04}", first + i);
+                    save_png_rgb(out.real.join(format!("{name}.png")), &rgb, h, w)?;
+                    if scene_fid {
+                        write_crops(&out.crops_real, &name, &rgb, (h, w), &objects(i))?;
+                    }
+                }
+                num_real += batch.num_images;
+            }
             // Noise stream per (batch, sample): sample 0 sees exactly sample-images' noise.
-            let out = forward_batch(
+            let generated = forward_batch(
                 &mut model,
                 &batch,
                 &sample_opts,
@@ -213,16 +245,21 @@ pub fn evaluate(
             )?;
             let (gh, gw) = model.config.image_size;
             for i in 0..batch.num_images {
-                let rgb = deprocess_to_u8_hwc(nth_image(&out.imgs, i, gh, gw), gh, gw);
-                let name = format!("{:04}_{k}.png", first + i);
-                save_png_rgb(samples_dir.join(name), &rgb, gh, gw)?;
+                let rgb = deprocess_to_u8_hwc(nth_image(&generated.imgs, i, gh, gw), gh, gw);
+                let name = format!("{:04}_{k}", first + i);
+                save_png_rgb(out.samples.join(format!("{name}.png")), &rgb, gh, gw)?;
+                if scene_fid {
+                    let boxes = objects(i);
+                    write_crops(&out.crops_samples, &name, &rgb, (gh, gw), &boxes)?;
+                    num_crops += boxes.len();
+                }
             }
             num_samples += batch.num_images;
             pairs.extend(
                 batch
                     .objs
                     .iter()
-                    .zip(&out.boxes_pred)
+                    .zip(&generated.boxes_pred)
                     .zip(&batch.boxes)
                     .map(|((&o, &pred), &gt)| BoxPair {
                         category: o as usize,
@@ -230,8 +267,9 @@ pub fn evaluate(
                         gt,
                     }),
             );
+            first += batch.num_images;
+            reporter.progress(num_samples as u64, total, "generating");
         }
-        reporter.progress(num_real as u64, total, "generating");
     }
     reporter.finish();
     let mut report = EvalReport {
@@ -240,6 +278,7 @@ pub fn evaluate(
         layout: layout_metrics(&pairs, image_category),
         fidelity: IndexMap::new(),
         kid_subset_size: None,
+        num_object_crops: None,
     };
     if let Some(weights) = &opts.inception_weights {
         if num_real < 2 {
@@ -259,24 +298,141 @@ pub fn evaluate(
             batch_size: opts.batch_size,
             ..MetricsOptions::default()
         };
-        let mut progress = |p: Progress| match p {
-            Progress::Start { input, total } => reporter.info(&format!(
-                "Inception features of {} ({total} images)",
-                if input == 1 { "samples/" } else { "real/" }
-            )),
-            Progress::Done { .. } => {}
-        };
         report.fidelity = metrics::calculate_metrics(
-            &samples_dir,
-            Some(&Input2::Folder(real_dir.clone())),
+            &out.samples,
+            Some(&Input2::Folder(out.real.clone())),
             weights,
             &mopts,
-            &mut progress,
+            &mut inception_progress(reporter, "samples/", "real/"),
         )?;
         report.kid_subset_size = Some(kid_subset_size);
+        // SceneFID (Sylvain et al. 2020): FID over the objects' crops at the ground-truth
+        // boxes, generated vs real, each crop resized to the Inception's input like any image.
+        if num_crops < 2 {
+            return Err(Error::invalid(
+                "SceneFID needs at least 2 objects besides __image__; raise --num_samples",
+            ));
+        }
+        let fid_only = MetricsOptions {
+            fid: true,
+            batch_size: opts.batch_size,
+            ..MetricsOptions::default()
+        };
+        let scene = metrics::calculate_metrics(
+            &out.crops_samples,
+            Some(&Input2::Folder(out.crops_real.clone())),
+            weights,
+            &fid_only,
+            &mut inception_progress(reporter, "crops/samples/", "crops/real/"),
+        )?;
+        if let Some(v) = scene.get(metrics::KEY_FID) {
+            report.fidelity.insert(KEY_SCENE_FID, *v);
+        }
+        report.num_object_crops = Some(num_crops);
     }
+    out.publish()?;
     let json = serde_json::to_vec_pretty(&report.to_json())
         .map_err(|e| Error::invalid(format!("report.json: {e}")))?;
     crate::io::atomic::write_bytes_atomic(opts.output_dir.join("report.json"), &json)?;
     Ok(report)
+}
+
+/// The folders one evaluation writes, first under a hidden staging folder inside
+/// `--output_dir`. [`Staging::publish`] moves them into place only once the whole evaluation
+/// has succeeded, so a failed or interrupted run leaves an earlier evaluation's outputs as they
+/// were, and a re-run never scores images left over from an earlier one (say, one with more
+/// samples per graph).
+struct Staging {
+    root: PathBuf,
+    dest: PathBuf,
+    samples: PathBuf,
+    real: PathBuf,
+    crops_samples: PathBuf,
+    crops_real: PathBuf,
+    published: bool,
+}
+
+/// The output folders, as named under `--output_dir`.
+const OUTPUT_FOLDERS: [&str; 3] = ["samples", "real", "crops"];
+
+impl Staging {
+    fn create(dest: &Path, with_crops: bool) -> Result<Self> {
+        let root = dest.join(format!(".evaluate-staging-{}", std::process::id()));
+        if root.exists() {
+            std::fs::remove_dir_all(&root).map_err(|e| Error::io(&root, e))?;
+        }
+        let s = Staging {
+            samples: root.join("samples"),
+            real: root.join("real"),
+            crops_samples: root.join("crops").join("samples"),
+            crops_real: root.join("crops").join("real"),
+            root,
+            dest: dest.to_path_buf(),
+            published: false,
+        };
+        let mut dirs = vec![&s.samples, &s.real];
+        if with_crops {
+            dirs.extend([&s.crops_samples, &s.crops_real]);
+        }
+        for d in dirs {
+            std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
+        }
+        Ok(s)
+    }
+
+    /// Replaces `--output_dir`'s `samples/`, `real/` and `crops/` with this run's.
+    fn publish(mut self) -> Result<()> {
+        for name in OUTPUT_FOLDERS {
+            let (from, to) = (self.root.join(name), self.dest.join(name));
+            if to.exists() {
+                std::fs::remove_dir_all(&to).map_err(|e| Error::io(&to, e))?;
+            }
+            if from.exists() {
+                std::fs::rename(&from, &to).map_err(|e| Error::io(&to, e))?;
+            }
+        }
+        std::fs::remove_dir_all(&self.root).map_err(|e| Error::io(&self.root, e))?;
+        self.published = true;
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.published {
+            // Best effort: a failed run's partial images are of no use to anyone.
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
+}
+
+/// Writes the crop of every box of one image as `<dir>/<name>_<j>.png` (`j` from 0, in the
+/// image's object order, `__image__` left out by the caller).
+fn write_crops(
+    dir: &Path,
+    name: &str,
+    rgb: &[u8],
+    (h, w): (usize, usize),
+    boxes: &[[f32; 4]],
+) -> Result<()> {
+    for (j, b) in boxes.iter().enumerate() {
+        let (px, ch, cw) = crops::crop_u8(rgb, h, w, b);
+        save_png_rgb(dir.join(format!("{name}_{j:02}.png")), &px, ch, cw)?;
+    }
+    Ok(())
+}
+
+/// A progress callback naming the two folders whose features are being extracted.
+fn inception_progress<'a>(
+    reporter: &'a dyn Reporter,
+    first: &'a str,
+    second: &'a str,
+) -> impl FnMut(Progress) + 'a {
+    move |p: Progress| match p {
+        Progress::Start { input, total } => reporter.info(&format!(
+            "Inception features of {} ({total} images)",
+            if input == 1 { first } else { second }
+        )),
+        Progress::Done { .. } => {}
+    }
 }
