@@ -8,6 +8,7 @@ pub mod fidelity;
 pub mod inception;
 pub mod linalg;
 pub mod resize;
+pub mod winograd;
 
 use crate::io::npz::{self, NpyArray};
 use crate::{Error, Result};
