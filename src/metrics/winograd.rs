@@ -27,8 +27,13 @@ const POINTS: [f64; 9] = [0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 3.0, -3.0];
 /// on AVX2.
 const LANES: usize = 16;
 
-/// Floats of a block's transformed inputs and products (4 MiB: within the shared L3 and mostly
-/// in L2 while one GEMM runs).
+/// Block lengths are multiples of the `gemm` crate's AVX-512 f32 micro-kernel height (4
+/// registers of 16 along our tile axis): other lengths leave remainders for its narrower,
+/// slower kernels (measured 20 % of the run time in them with blocks of 48).
+const GEMM_PANEL: usize = 64;
+
+/// Floats of a block's transformed inputs and products (512 KiB: half of a core's L2; measured
+/// best of 128 K–4 M floats on Inception's layers, larger blocks spill to L3).
 const BLOCK_FLOATS: usize = 1 << 17;
 
 /// F(m, r) along one axis.
@@ -37,12 +42,27 @@ struct Axis {
     m: usize,
     r: usize,
     alpha: usize,
-    /// `Bᵀ (α, α)`: input transform.
-    bt: Vec<f32>,
     /// `G (α, r)`: kernel transform (f64: applied once, at load time).
     g: Vec<f64>,
-    /// `Aᵀ (m, α)`: output transform.
-    at: Vec<f32>,
+    /// `Bᵀ (α, α)` (input transform) and `Aᵀ (m, α)` (output transform) as lists of non-zero
+    /// `(column, value)` per row: about half of their entries are zero, and skipping them by a
+    /// test per entry cost more than the arithmetic.
+    bt_nz: Sparse,
+    at_nz: Sparse,
+}
+
+type Sparse = Vec<Vec<(usize, f32)>>;
+
+fn sparse(mat: &[f32], cols: usize) -> Sparse {
+    mat.chunks_exact(cols)
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .filter(|&(_, &v)| v != 0.0)
+                .map(|(i, &v)| (i, v))
+                .collect()
+        })
+        .collect()
 }
 
 /// Coefficients (lowest degree first) of `∏ (x − p)` over `points`.
@@ -68,9 +88,9 @@ impl Axis {
                 m,
                 r,
                 alpha,
-                bt: vec![1.0],
                 g: vec![1.0],
-                at: vec![1.0],
+                bt_nz: vec![vec![(0, 1.0)]],
+                at_nz: vec![vec![(0, 1.0)]],
             };
         }
         assert!(alpha - 1 <= POINTS.len(), "F({m}, {r}) needs more points");
@@ -112,9 +132,9 @@ impl Axis {
             m,
             r,
             alpha,
-            bt,
+            bt_nz: sparse(&bt, alpha),
+            at_nz: sparse(&at, alpha),
             g,
-            at,
         }
     }
 }
@@ -256,24 +276,21 @@ impl WinogradConv {
         let xi = self.y.alpha * self.x.alpha;
         let threads = rayon::current_num_threads().max(1);
         // Blocks that fit the cache budget, several per thread, whole SIMD groups.
-        let bf: usize = std::env::var("SG2IM_BF").ok().and_then(|v| v.parse().ok()).unwrap_or(BLOCK_FLOATS);
-        let block = (bf / (xi * (self.ci + self.co)))
+        let block = (BLOCK_FLOATS / (xi * (self.ci + self.co)))
             .min(tiles.div_ceil(4 * threads))
-            .clamp(LANES, 4096)
-            .div_ceil(LANES)
-            * LANES;
+            .clamp(GEMM_PANEL, 4096)
+            .div_ceil(GEMM_PANEL)
+            * GEMM_PANEL;
         let mut out = vec![0.0f32; self.co * g.n * oh * ow];
         let dst = Shared(out.as_mut_ptr());
-        (0..tiles.div_ceil(block))
-            .into_par_iter()
-            .for_each_init(
-                || (Vec::new(), Vec::new()),
-                |(v, m), bi| {
-                    let t0 = bi * block;
-                    let len = block.min(tiles - t0);
-                    self.block(x, g, (t0, len), v, m, dst);
-                },
-            );
+        (0..tiles.div_ceil(block)).into_par_iter().for_each_init(
+            || (Vec::new(), Vec::new()),
+            |(v, m), bi| {
+                let t0 = bi * block;
+                let len = block.min(tiles - t0);
+                self.block(x, g, (t0, len), v, m, dst);
+            },
+        );
         Act {
             c: self.co,
             n: x.n,
@@ -372,13 +389,13 @@ impl WinogradConv {
                 }
                 // Bᵀ_h along H, then Bᵀ_w along W (an axis with one tap needs no transform).
                 let rows = if ah > 1 {
-                    apply::<FMA>(&self.y.bt, ah, ah, aw, &patch, &mut half, Dir::Rows);
+                    apply::<FMA>(&self.y.bt_nz, ah, aw, &patch, &mut half, Dir::Rows);
                     &half
                 } else {
                     &patch
                 };
                 let done = if aw > 1 {
-                    apply::<FMA>(&self.x.bt, aw, aw, ah, rows, &mut res, Dir::Cols);
+                    apply::<FMA>(&self.x.bt_nz, aw, ah, rows, &mut res, Dir::Cols);
                     &res
                 } else {
                     rows
@@ -435,13 +452,13 @@ impl WinogradConv {
                     }
                 }
                 let rows = if ah > 1 {
-                    apply::<FMA>(&self.y.at, mh, ah, aw, &prod, &mut half, Dir::Rows);
+                    apply::<FMA>(&self.y.at_nz, ah, aw, &prod, &mut half, Dir::Rows);
                     &mut half
                 } else {
                     &mut prod
                 };
                 let res = if aw > 1 {
-                    apply::<FMA>(&self.x.at, mw, aw, mh, rows, &mut res, Dir::Cols);
+                    apply::<FMA>(&self.x.at_nz, aw, mh, rows, &mut res, Dir::Cols);
                     &mut res
                 } else {
                     rows
@@ -453,14 +470,16 @@ impl WinogradConv {
                 }
                 let base = o * g.n * ohw;
                 for (l, &(off, rows, cols)) in place.iter().enumerate().take(lanes) {
-                    for i in 0..rows {
-                        for j in 0..cols {
-                            // SAFETY: inside this output's (Co, N, H′, W′) buffer; the pixel
-                            // belongs to this lane's tile, which only this task handles.
-                            unsafe {
-                                *dst.get().add(base + off + i * g.ow + j) = res[i * mw + j][l];
-                            }
-                        }
+                    // SAFETY: inside this output's (Co, N, H′, W′) buffer; the pixels belong to
+                    // this lane's tile, which only this task handles.
+                    let d = unsafe { dst.get().add(base + off) };
+                    let ext = (rows, cols, mw);
+                    match (cols == mw, mw) {
+                        (true, 1) => store_tile::<1>(res, l, d, g.ow, ext),
+                        (true, 2) => store_tile::<2>(res, l, d, g.ow, ext),
+                        (true, 3) => store_tile::<3>(res, l, d, g.ow, ext),
+                        (true, 4) => store_tile::<4>(res, l, d, g.ow, ext),
+                        _ => store_tile::<0>(res, l, d, g.ow, ext),
                     }
                 }
             }
@@ -483,28 +502,23 @@ enum Dir {
     Cols,
 }
 
-/// Applies a small transform matrix `mat (rows, k)` along one axis of a lane-vectorised 2-D
-/// array; `other` is the length of the untouched axis. Zero entries are skipped (most
-/// transforms are half zeros); `FMA` only where the CPU has it (`mul_add` is a slow library
-/// call otherwise).
+/// Applies a small transform matrix (`rows` non-zero lists over `k` columns) along one axis of
+/// a lane-vectorised 2-D array; `other` is the length of the untouched axis. `FMA` only where
+/// the CPU has it (`mul_add` is a slow library call otherwise).
 #[inline(always)]
 fn apply<const FMA: bool>(
-    mat: &[f32],
-    rows: usize,
+    mat: &Sparse,
     k: usize,
     other: usize,
     src: &[[f32; LANES]],
     dst: &mut [[f32; LANES]],
     dir: Dir,
 ) {
-    for p in 0..rows {
+    let rows = mat.len();
+    for (p, nz) in mat.iter().enumerate() {
         for q in 0..other {
             let mut acc = [0.0f32; LANES];
-            for i in 0..k {
-                let c = mat[p * k + i];
-                if c == 0.0 {
-                    continue;
-                }
+            for &(i, c) in nz {
                 let s = match dir {
                     Dir::Rows => &src[i * other + q],
                     Dir::Cols => &src[q * k + i],
@@ -516,6 +530,34 @@ fn apply<const FMA: bool>(
             match dir {
                 Dir::Rows => dst[p * other + q] = acc,
                 Dir::Cols => dst[q * rows + p] = acc,
+            }
+        }
+    }
+}
+
+/// Writes lane `l`'s `rows × cols` output pixels (row stride `ow`) from `res (mh·mw, LANES)`;
+/// `MW` is the tile width when the whole tile is inside the image (unrolled stores), 0 for a
+/// partial tile.
+#[inline(always)]
+fn store_tile<const MW: usize>(
+    res: &[[f32; LANES]],
+    l: usize,
+    dst: *mut f32,
+    ow: usize,
+    (rows, cols, mw): (usize, usize, usize),
+) {
+    for i in 0..rows {
+        // SAFETY: the caller passes the tile's first pixel and its extent inside the image.
+        unsafe {
+            let d = dst.add(i * ow);
+            if MW > 0 {
+                for j in 0..MW {
+                    *d.add(j) = res[i * MW + j][l];
+                }
+            } else {
+                for j in 0..cols {
+                    *d.add(j) = res[i * mw + j][l];
+                }
             }
         }
     }
@@ -647,10 +689,21 @@ mod tests {
         ((i * 2_654_435_761) % 1000) as f32 / 500.0 - 1.0
     }
 
+    fn dense(mat: &Sparse, cols: usize) -> Vec<f32> {
+        let mut d = vec![0.0; mat.len() * cols];
+        for (p, row) in mat.iter().enumerate() {
+            for &(i, v) in row {
+                d[p * cols + i] = v;
+            }
+        }
+        d
+    }
+
     #[test]
     fn transforms_reproduce_one_dimensional_correlation() {
-        for &(m, r) in &[(2, 3), (4, 3), (2, 5), (2, 7), (3, 7), (4, 7)] {
+        for &(m, r) in &[(2, 3), (4, 3), (2, 5), (4, 5), (2, 7), (3, 7), (4, 7)] {
             let a = Axis::new(m, r);
+            let (bt, at) = (dense(&a.bt_nz, a.alpha), dense(&a.at_nz, a.alpha));
             let d: Vec<f64> = (0..a.alpha).map(|i| f64::from(pseudo(i))).collect();
             let g: Vec<f64> = (0..r).map(|i| f64::from(pseudo(i + 11))).collect();
             let gg: Vec<f64> = (0..a.alpha)
@@ -659,16 +712,19 @@ mod tests {
             let bd: Vec<f64> = (0..a.alpha)
                 .map(|p| {
                     (0..a.alpha)
-                        .map(|i| f64::from(a.bt[p * a.alpha + i]) * d[i])
+                        .map(|i| f64::from(bt[p * a.alpha + i]) * d[i])
                         .sum()
                 })
                 .collect();
             for i in 0..m {
                 let want: f64 = (0..r).map(|k| d[i + k] * g[k]).sum();
                 let got: f64 = (0..a.alpha)
-                    .map(|p| f64::from(a.at[i * a.alpha + p]) * gg[p] * bd[p])
+                    .map(|p| f64::from(at[i * a.alpha + p]) * gg[p] * bd[p])
                     .sum();
-                assert!((got - want).abs() < 1e-9, "F({m},{r}) y{i}: {got} vs {want}");
+                assert!(
+                    (got - want).abs() < 1e-9,
+                    "F({m},{r}) y{i}: {got} vs {want}"
+                );
             }
         }
     }
@@ -681,6 +737,7 @@ mod tests {
             (5, 7, (3, 3), (1, 1), (4, 4), 9, 11),
             (5, 7, (3, 3), (0, 0), (2, 2), 10, 9),
             (3, 4, (5, 5), (2, 2), (2, 2), 7, 8),
+            (3, 4, (5, 5), (2, 2), (4, 4), 9, 11),
             (4, 6, (1, 7), (0, 3), (1, 2), 9, 10),
             (4, 6, (7, 1), (3, 0), (2, 1), 9, 10),
             (4, 6, (1, 3), (0, 1), (1, 4), 8, 8),
