@@ -21,6 +21,7 @@
 //! takes square kernels with symmetric padding only; Inception needs 1×7, 7×1, 1×3, 3×1 with
 //! asymmetric padding, hence [`conv_gemm_tile`] here).
 
+use super::gemm_avx512;
 use super::winograd::WinogradConv;
 use crate::io::torch::{self, TorchTensor};
 use crate::{Error, Result};
@@ -115,6 +116,8 @@ struct Conv {
     pw: usize,
     /// The same convolution in Winograd form, used instead of im2col + GEMM when set.
     wino: Option<WinogradConv>,
+    /// `w` packed for [`gemm_avx512`], where the CPU has AVX-512 (else the `gemm` crate).
+    packed: Option<Vec<f32>>,
 }
 
 /// Reads the weights file's tensors, checking every key and shape; unknown keys (other than
@@ -170,6 +173,8 @@ impl Loader {
         }
         let wino = winograd_tile(kh, kw, stride)
             .map(|tile| WinogradConv::new(&wf, &b, (co, ci), (kh, kw), (ph, pw), tile));
+        let packed =
+            (wino.is_none() && gemm_avx512::available()).then(|| gemm_avx512::pack_a(&wf, co, k));
         Ok(Conv {
             w: wf,
             b,
@@ -181,6 +186,7 @@ impl Loader {
             ph,
             pw,
             wino,
+            packed,
         })
     }
 
@@ -597,6 +603,26 @@ fn conv_gemm_tile(
         im2col(cv, x, g, (t0, len), col);
         (col.as_ptr(), len)
     };
+    #[cfg(target_arch = "x86_64")]
+    if let Some(ap) = &cv.packed {
+        // SAFETY: `packed` exists only where AVX-512 does; this task alone owns columns
+        // [t0, t0 + len) of every row of the (Co, P) output; the operands cover (Co, K) and
+        // (K, len) with the strides given.
+        unsafe {
+            gemm_avx512::gemm(
+                cv.co,
+                len,
+                k,
+                ap.as_ptr(),
+                rhs,
+                rhs_rs,
+                dst.get().add(t0),
+                p,
+                Some(&cv.b),
+            );
+        }
+        return;
+    }
     // SAFETY: this task alone owns columns [t0, t0 + len) of every row of the (Co, P) output;
     // the row-major operands cover (Co, K) and (K, len) with the strides given.
     unsafe {
@@ -677,31 +703,35 @@ fn im2col(cv: &Conv, x: &Act, g: Geo, (t0, len): (usize, usize), col: &mut Vec<f
 }
 
 /// Max pool 3×3 with stride `s`; `pad` = padding 1 with −∞ (`F.max_pool2d(x, 3, 1, 1)`), else
-/// none (`nn.MaxPool2d(3, 2)`).
+/// none (`nn.MaxPool2d(3, 2)`). Separable (the maximum of three rows, then of three columns):
+/// the same result in any order, and the row pass vectorises.
 fn max_pool_3x3(x: &Act, s: usize, pad: bool) -> Act {
     let p = usize::from(pad);
     let oh = (x.h + 2 * p - 3) / s + 1;
     let ow = (x.w + 2 * p - 3) / s + 1;
+    let (h, w) = (x.h, x.w);
     let mut out = vec![0.0f32; x.c * x.n * oh * ow];
     out.par_chunks_mut(oh * ow)
-        .zip(x.data.par_chunks(x.h * x.w))
-        .for_each(|(dst, src)| {
+        .zip(x.data.par_chunks(h * w))
+        .for_each_init(Vec::new, |rowmax, (dst, src)| {
+            rowmax.clear();
+            rowmax.resize(w, 0.0f32);
             for oy in 0..oh {
-                for ox in 0..ow {
-                    let mut m = f32::NEG_INFINITY;
-                    for i in 0..3 {
-                        let iy = (oy * s + i) as isize - p as isize;
-                        if iy < 0 || iy >= x.h as isize {
-                            continue;
-                        }
-                        for j in 0..3 {
-                            let ix = (ox * s + j) as isize - p as isize;
-                            if ix >= 0 && ix < x.w as isize {
-                                m = m.max(src[iy as usize * x.w + ix as usize]);
-                            }
-                        }
+                // Input rows of the window that lie inside the image.
+                let y0 = (oy * s).saturating_sub(p);
+                let y1 = (oy * s + 3 - p).min(h);
+                rowmax.copy_from_slice(&src[y0 * w..][..w]);
+                for yy in y0 + 1..y1 {
+                    for (m, &v) in rowmax.iter_mut().zip(&src[yy * w..][..w]) {
+                        *m = m.max(v);
                     }
-                    dst[oy * ow + ox] = m;
+                }
+                for (ox, d) in dst[oy * ow..][..ow].iter_mut().enumerate() {
+                    let x0 = (ox * s).saturating_sub(p);
+                    let x1 = (ox * s + 3 - p).min(w);
+                    *d = rowmax[x0..x1]
+                        .iter()
+                        .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
                 }
             }
         });
@@ -715,24 +745,44 @@ fn max_pool_3x3(x: &Act, s: usize, pad: bool) -> Act {
 }
 
 /// `F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)`: the mean over the
-/// window's positions inside the image.
+/// window's positions inside the image. Separable (sums of three columns, then of three rows,
+/// both vectorised); the summation order differs from PyTorch's by float32 rounding only.
 fn avg_pool_3x3_same(x: &Act) -> Act {
     let (h, w) = (x.h, x.w);
+    // Window positions inside the image along one axis of length `len`.
+    let inside = |len: usize| -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i + 2).min(len) - i.saturating_sub(1)) as f32)
+            .collect()
+    };
+    let (ny, nx) = (inside(h), inside(w));
     let mut out = vec![0.0f32; x.data.len()];
     out.par_chunks_mut(h * w)
         .zip(x.data.par_chunks(h * w))
-        .for_each(|(dst, src)| {
+        .for_each_init(Vec::new, |hsum, (dst, src)| {
+            // Horizontal sums of each row.
+            hsum.clear();
+            hsum.resize(h * w, 0.0f32);
+            for (hs, row) in hsum.chunks_exact_mut(w).zip(src.chunks_exact(w)) {
+                hs.copy_from_slice(row);
+                for (d, &v) in hs[1..].iter_mut().zip(&row[..w - 1]) {
+                    *d += v;
+                }
+                for (d, &v) in hs[..w - 1].iter_mut().zip(&row[1..]) {
+                    *d += v;
+                }
+            }
             for oy in 0..h {
                 let (y0, y1) = (oy.saturating_sub(1), (oy + 2).min(h));
-                for ox in 0..w {
-                    let (x0, x1) = (ox.saturating_sub(1), (ox + 2).min(w));
-                    let mut s = 0.0f32;
-                    for yy in y0..y1 {
-                        for xx in x0..x1 {
-                            s += src[yy * w + xx];
-                        }
+                let d = &mut dst[oy * w..][..w];
+                d.copy_from_slice(&hsum[y0 * w..][..w]);
+                for yy in y0 + 1..y1 {
+                    for (a, &v) in d.iter_mut().zip(&hsum[yy * w..][..w]) {
+                        *a += v;
                     }
-                    dst[oy * w + ox] = s / ((y1 - y0) * (x1 - x0)) as f32;
+                }
+                for (a, &c) in d.iter_mut().zip(&nx) {
+                    *a /= ny[oy] * c;
                 }
             }
         });
@@ -811,7 +861,7 @@ mod tests {
                 w,
                 data: (0..ci * n * h * w).map(pseudo).collect(),
             };
-            let cv = Conv {
+            let mut cv = Conv {
                 w: (0..co * ci * kh * kw).map(|i| pseudo(i + 7)).collect(),
                 b: (0..co).map(|i| pseudo(i + 3) * 0.1).collect(),
                 co,
@@ -822,12 +872,21 @@ mod tests {
                 ph,
                 pw,
                 wino: None,
+                packed: None,
             };
-            let (got, want) = (conv(&cv, &x), naive(&cv, &x));
-            assert_eq!((got.c, got.h, got.w), (want.c, want.h, want.w));
-            // f32 GEMM against an f64 sum of ≤ 75 products of magnitude ≤ 1.
-            for (a, b) in got.data.iter().zip(&want.data) {
-                assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+            let want = naive(&cv, &x);
+            // The `gemm` crate, then (on AVX-512) the pre-packed kernel.
+            let mut got = vec![conv(&cv, &x)];
+            if gemm_avx512::available() {
+                cv.packed = Some(gemm_avx512::pack_a(&cv.w, co, ci * kh * kw));
+                got.push(conv(&cv, &x));
+            }
+            for got in got {
+                assert_eq!((got.c, got.h, got.w), (want.c, want.h, want.w));
+                // f32 GEMM against an f64 sum of ≤ 75 products of magnitude ≤ 1.
+                for (a, b) in got.data.iter().zip(&want.data) {
+                    assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+                }
             }
         }
     }

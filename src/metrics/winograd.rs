@@ -17,6 +17,7 @@
 //! the float32 error close to the direct convolution's (measured in the tests below and in
 //! tests/metrics.rs).
 
+use super::gemm_avx512;
 use super::inception::Act;
 use rayon::prelude::*;
 
@@ -150,6 +151,8 @@ pub struct WinogradConv {
     x: Axis,
     /// `U (α_h·α_w, Co, Ci)` row-major: the transformed kernels.
     u: Vec<f32>,
+    /// `U_ξ` packed for [`gemm_avx512`] (one after the other), where the CPU has AVX-512.
+    u_packed: Option<Vec<f32>>,
     b: Vec<f32>,
 }
 
@@ -216,6 +219,11 @@ impl WinogradConv {
                 }
             }
         }
+        let u_packed = gemm_avx512::available().then(|| {
+            u.chunks_exact(co * ci)
+                .flat_map(|ue| gemm_avx512::pack_a(ue, co, ci))
+                .collect()
+        });
         WinogradConv {
             co,
             ci,
@@ -224,6 +232,7 @@ impl WinogradConv {
             y,
             x,
             u,
+            u_packed,
             b: b.to_vec(),
         }
     }
@@ -317,6 +326,29 @@ impl WinogradConv {
         grow(v, xi * self.ci * len);
         grow(m, xi * self.co * len);
         simd::input_transform(self, x, g, (t0, len), v);
+        #[cfg(target_arch = "x86_64")]
+        if let Some(up) = &self.u_packed {
+            let panel = self.co.div_ceil(gemm_avx512::MR) * gemm_avx512::MR * self.ci;
+            for e in 0..xi {
+                // SAFETY: `u_packed` exists only where AVX-512 does; (Co, Ci) · (Ci, len) →
+                // (Co, len) slices of the buffers above.
+                unsafe {
+                    gemm_avx512::gemm(
+                        self.co,
+                        len,
+                        self.ci,
+                        up.as_ptr().add(e * panel),
+                        v.as_ptr().add(e * self.ci * len),
+                        len,
+                        m.as_mut_ptr().add(e * self.co * len),
+                        len,
+                        None,
+                    );
+                }
+            }
+            simd::output_transform(self, m, g, (t0, len), dst);
+            return;
+        }
         for e in 0..xi {
             // SAFETY: row-major (Co, Ci) · (Ci, len) → (Co, len) slices of the buffers above.
             unsafe {
