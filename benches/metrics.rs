@@ -2,9 +2,10 @@
 //! 64×64 images (`../shared/fixtures/metrics/images_a`), batches of 32, CPU. Prints the median
 //! images/s of the network alone (decode + resize + forward, weights loaded once) over 3 runs of
 //! 64 images, and the median of 3 whole-command-equivalent runs on the fixture's 160 images
-//! (load weights, IS + FID + KID with 5 subsets of 40). Comparison figure: torch-fidelity 0.4.0
-//! (PyTorch 2.15 CPU, 2 threads) takes 14.8–15.0 s for that call (≈ 11 images/s). Run:
-//! `cargo bench --bench metrics`.
+//! (load weights, IS + FID + KID with 5 subsets of 40), after the `gemm` crate's single-thread
+//! throughput on Inception's GEMM shapes (the ceiling analysis in BENCHMARKS.md). Comparison
+//! figure: torch-fidelity 0.4.0 (PyTorch 2.15 CPU, 2 threads) takes 14.8–15.0 s for that call
+//! (≈ 11 images/s). Run: `cargo bench --bench metrics`.
 
 use sg2im::metrics::inception::InceptionV3;
 use sg2im::metrics::{self, Input2, MetricsOptions};

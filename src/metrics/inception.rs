@@ -14,12 +14,16 @@
 //! - a convolution is one GEMM `W (Co, Ci·kh·kw) · col (Ci·kh·kw, N·H′·W′)` whose columns (all
 //!   images' output positions) are cut into tiles, each tile's im2col block built and multiplied
 //!   on one thread (1×1 stride-1 convolutions multiply the activations in place, no im2col);
+//! - stride-1 convolutions with a kernel larger than 1×1 (3×3, 5×5, 1×7, 7×1, 1×3, 3×1: 70 % of
+//!   the network's 5.7 G multiply-adds per image) use Winograd's minimal filtering instead
+//!   (`winograd.rs`), which brings the network to 3.0 G multiply-adds per image — the direct
+//!   form needs more than this 2-core CPU's FMA peak for the speed goal (BENCHMARKS.md);
 //! - the Inception blocks' channel concatenations are appends;
 //! - pooling works on contiguous `H×W` planes.
 //!
-//! The GEMMs are the `gemm` crate's (as in `src/model/conv_gemm.rs`, whose public entry point
-//! takes square kernels with symmetric padding only; Inception needs 1×7, 7×1, 1×3, 3×1 with
-//! asymmetric padding, hence [`conv_gemm_tile`] here).
+//! The GEMMs run on `gemm_avx512.rs` (weights packed once at load, bias + ReLU in registers)
+//! where the CPU has AVX-512, else on the `gemm` crate (which re-packs both operands per call);
+//! [`conv_gemm_tile`] handles Inception's asymmetric kernels and paddings (1×7, 7×1, 1×3, 3×1).
 
 use super::gemm_avx512;
 use super::winograd::WinogradConv;
