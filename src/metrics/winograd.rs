@@ -321,27 +321,29 @@ impl WinogradConv {
         dst: Shared,
     ) {
         let xi = self.y.alpha * self.x.alpha;
+        // Rows of `v` and `m` hold whole SIMD groups (see `padded`).
+        let lenp = padded(len);
         // Every element is written below (the GEMM does not read `m`: β = 0), so the buffers
         // are only grown, never cleared.
-        grow(v, xi * self.ci * len);
-        grow(m, xi * self.co * len);
+        grow(v, xi * self.ci * lenp);
+        grow(m, xi * self.co * lenp);
         simd::input_transform(self, x, g, (t0, len), v);
         #[cfg(target_arch = "x86_64")]
         if let Some(up) = &self.u_packed {
             let panel = self.co.div_ceil(gemm_avx512::MR) * gemm_avx512::MR * self.ci;
             for e in 0..xi {
-                // SAFETY: `u_packed` exists only where AVX-512 does; (Co, Ci) · (Ci, len) →
-                // (Co, len) slices of the buffers above.
+                // SAFETY: `u_packed` exists only where AVX-512 does; (Co, Ci) · (Ci, lenp) →
+                // (Co, lenp) slices of the buffers above.
                 unsafe {
                     gemm_avx512::gemm(
                         self.co,
-                        len,
+                        lenp,
                         self.ci,
                         up.as_ptr().add(e * panel),
-                        v.as_ptr().add(e * self.ci * len),
-                        len,
-                        m.as_mut_ptr().add(e * self.co * len),
-                        len,
+                        v.as_ptr().add(e * self.ci * lenp),
+                        lenp,
+                        m.as_mut_ptr().add(e * self.co * lenp),
+                        lenp,
                         None,
                     );
                 }
@@ -350,22 +352,22 @@ impl WinogradConv {
             return;
         }
         for e in 0..xi {
-            // SAFETY: row-major (Co, Ci) · (Ci, len) → (Co, len) slices of the buffers above.
+            // SAFETY: row-major (Co, Ci) · (Ci, lenp) → (Co, len) slices of the buffers above.
             unsafe {
                 gemm::gemm(
                     self.co,
-                    len,
+                    lenp,
                     self.ci,
-                    m.as_mut_ptr().add(e * self.co * len),
+                    m.as_mut_ptr().add(e * self.co * lenp),
                     1,
-                    len as isize,
+                    lenp as isize,
                     false,
                     self.u.as_ptr().add(e * self.co * self.ci),
                     1,
                     self.ci as isize,
-                    v.as_ptr().add(e * self.ci * len),
+                    v.as_ptr().add(e * self.ci * lenp),
                     1,
-                    len as isize,
+                    lenp as isize,
                     0.0f32,
                     1.0f32,
                     false,
@@ -402,6 +404,7 @@ impl WinogradConv {
         let mut res = vec![[0.0f32; LANES]; ah * aw];
         // Offsets of the patch's pixels from its top-left corner.
         let offsets: Vec<usize> = (0..ah * aw).map(|k| (k / aw) * g.w + k % aw).collect();
+        let lenp = padded(len);
         for l0 in (0..len).step_by(LANES) {
             let lanes = LANES.min(len - l0);
             // Each lane's patch corner in channel 0; lanes past the block repeat lane 0.
@@ -433,12 +436,7 @@ impl WinogradConv {
                     rows
                 };
                 for (e, r) in done.iter().enumerate() {
-                    let d = &mut v[(e * self.ci + c) * len + l0..];
-                    if lanes == LANES {
-                        d[..LANES].copy_from_slice(r);
-                    } else {
-                        d[..lanes].copy_from_slice(&r[..lanes]);
-                    }
+                    put(&mut v[(e * self.ci + c) * lenp + l0..], r);
                 }
             }
         }
@@ -460,6 +458,7 @@ impl WinogradConv {
         let mut half = vec![[0.0f32; LANES]; mh * aw];
         let mut res = vec![[0.0f32; LANES]; mh * mw];
         let ohw = g.oh * g.ow;
+        let lenp = padded(len);
         for l0 in (0..len).step_by(LANES) {
             let lanes = LANES.min(len - l0);
             // Each lane's first output pixel (offset in one output plane of channel 0) and how
@@ -476,12 +475,7 @@ impl WinogradConv {
             for o in 0..self.co {
                 let b = self.b[o];
                 for (e, p) in prod.iter_mut().enumerate() {
-                    let s = &m[(e * self.co + o) * len + l0..];
-                    if lanes == LANES {
-                        p.copy_from_slice(&s[..LANES]);
-                    } else {
-                        p[..lanes].copy_from_slice(&s[..lanes]);
-                    }
+                    *p = get(&m[(e * self.co + o) * lenp + l0..]);
                 }
                 let rows = if ah > 1 {
                     apply::<FMA>(&self.y.at_nz, ah, aw, &prod, &mut half, Dir::Rows);
@@ -517,6 +511,27 @@ impl WinogradConv {
             }
         }
     }
+}
+
+/// Row length of a block's `v` and `m` for `len` tiles: whole SIMD groups, so that every group
+/// moves as one array (with a partial last group, the compiler merged the whole and partial
+/// copies into one `memcpy` call per group: 5 % of the run time). The lanes past `len` hold
+/// copies of a real tile and are never stored.
+fn padded(len: usize) -> usize {
+    len.div_ceil(LANES) * LANES
+}
+
+/// One SIMD group stored to `dst[..LANES]` as an array move.
+#[inline(always)]
+fn put(dst: &mut [f32], src: &[f32; LANES]) {
+    let d: &mut [f32; LANES] = (&mut dst[..LANES]).try_into().expect("LANES floats");
+    *d = *src;
+}
+
+/// One SIMD group loaded from `src[..LANES]`.
+#[inline(always)]
+fn get(src: &[f32]) -> [f32; LANES] {
+    src[..LANES].try_into().expect("LANES floats")
 }
 
 /// Grows `v` to at least `n` elements (contents unspecified).
