@@ -30,6 +30,7 @@ use super::winograd::WinogradConv;
 use crate::io::torch::{self, TorchTensor};
 use crate::{Error, Result};
 use indexmap::IndexMap;
+use rayon::join;
 use rayon::prelude::*;
 use std::collections::HashSet;
 use std::path::Path;
@@ -456,55 +457,94 @@ impl InceptionV3 {
     }
 }
 
+// The branches of a block are independent: running them as parallel tasks lets a thread that
+// finished its share of one convolution take work from another branch instead of waiting at
+// the convolution's end (with 2 threads that wait cost ~6 % of the command's wall time).
+
 impl BlockA {
     fn forward(&self, x: &Act) -> Act {
-        let b1 = conv(&self.b1, x);
-        let b5 = conv(&self.b5[1], &conv(&self.b5[0], x));
-        let b3 = conv(&self.b3[2], &conv(&self.b3[1], &conv(&self.b3[0], x)));
-        let bp = conv(&self.pool, &avg_pool_3x3_same(x));
+        let ((b1, b5), (b3, bp)) = join(
+            || {
+                join(
+                    || conv(&self.b1, x),
+                    || conv(&self.b5[1], &conv(&self.b5[0], x)),
+                )
+            },
+            || {
+                join(
+                    || chain(&self.b3, x),
+                    || conv(&self.pool, &avg_pool_3x3_same(x)),
+                )
+            },
+        );
         Act::cat(vec![b1, b5, b3, bp])
     }
 }
 
 impl BlockB {
     fn forward(&self, x: &Act) -> Act {
-        let b3 = conv(&self.b3, x);
-        let bd = self.b3dbl.iter().fold(x.clone(), |a, c| conv(c, &a));
-        Act::cat(vec![b3, bd, max_pool_3x3(x, 2, false)])
+        let ((b3, bd), mp) = join(
+            || join(|| conv(&self.b3, x), || chain(&self.b3dbl, x)),
+            || max_pool_3x3(x, 2, false),
+        );
+        Act::cat(vec![b3, bd, mp])
     }
 }
 
 impl BlockC {
     fn forward(&self, x: &Act) -> Act {
-        let b1 = conv(&self.b1, x);
-        let b7 = chain(&self.b7, x);
-        let bd = chain(&self.b7dbl, x);
-        let bp = conv(&self.pool, &avg_pool_3x3_same(x));
+        let ((b1, b7), (bd, bp)) = join(
+            || join(|| conv(&self.b1, x), || chain(&self.b7, x)),
+            || {
+                join(
+                    || chain(&self.b7dbl, x),
+                    || conv(&self.pool, &avg_pool_3x3_same(x)),
+                )
+            },
+        );
         Act::cat(vec![b1, b7, bd, bp])
     }
 }
 
 impl BlockD {
     fn forward(&self, x: &Act) -> Act {
-        let b3 = chain(&self.b3, x);
-        let b7 = chain(&self.b7, x);
-        Act::cat(vec![b3, b7, max_pool_3x3(x, 2, false)])
+        let ((b3, b7), mp) = join(
+            || join(|| chain(&self.b3, x), || chain(&self.b7, x)),
+            || max_pool_3x3(x, 2, false),
+        );
+        Act::cat(vec![b3, b7, mp])
     }
 }
 
 impl BlockE {
     fn forward(&self, x: &Act) -> Act {
-        let b1 = conv(&self.b1, x);
-        let t = conv(&self.b3_1, x);
-        let (b3a, b3b) = (conv(&self.b3_2a, &t), conv(&self.b3_2b, &t));
-        let t = conv(&self.bd_2, &conv(&self.bd_1, x));
-        let (bda, bdb) = (conv(&self.bd_3a, &t), conv(&self.bd_3b, &t));
-        let pooled = if self.max_pool {
-            max_pool_3x3(x, 1, true)
-        } else {
-            avg_pool_3x3_same(x)
+        let pooled = || {
+            if self.max_pool {
+                max_pool_3x3(x, 1, true)
+            } else {
+                avg_pool_3x3_same(x)
+            }
         };
-        let bp = conv(&self.pool, &pooled);
+        let ((b1, (b3a, b3b)), ((bda, bdb), bp)) = join(
+            || {
+                join(
+                    || conv(&self.b1, x),
+                    || {
+                        let t = conv(&self.b3_1, x);
+                        join(|| conv(&self.b3_2a, &t), || conv(&self.b3_2b, &t))
+                    },
+                )
+            },
+            || {
+                join(
+                    || {
+                        let t = conv(&self.bd_2, &conv(&self.bd_1, x));
+                        join(|| conv(&self.bd_3a, &t), || conv(&self.bd_3b, &t))
+                    },
+                    || conv(&self.pool, &pooled()),
+                )
+            },
+        );
         Act::cat(vec![b1, b3a, b3b, bda, bdb, bp])
     }
 }
