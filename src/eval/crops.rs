@@ -39,14 +39,8 @@ pub fn crop_u8(rgb: &[u8], h: usize, w: usize, b: &[f32; 4]) -> (Vec<u8>, usize,
 /// pixel. A degenerate box (zero width or height) samples a line or a point.
 pub fn crop_resized(rgb: &[u8], h: usize, w: usize, b: &[f32; 4], size: usize) -> Vec<f32> {
     let mut out = vec![0f32; 3 * size * size];
-    let (bx0, by0) = (
-        b[0].clamp(0.0, 1.0) * w as f32,
-        b[1].clamp(0.0, 1.0) * h as f32,
-    );
-    let (bx1, by1) = (
-        b[2].clamp(0.0, 1.0) * w as f32,
-        b[3].clamp(0.0, 1.0) * h as f32,
-    );
+    let (bx0, by0) = (b[0].clamp(0.0, 1.0) * w as f32, b[1].clamp(0.0, 1.0) * h as f32);
+    let (bx1, by1) = (b[2].clamp(0.0, 1.0) * w as f32, b[3].clamp(0.0, 1.0) * h as f32);
     let (bw, bh) = ((bx1 - bx0).max(0.0), (by1 - by0).max(0.0));
     // Source coordinate (in pixel-centre units) of output index i along one axis.
     let coord = |i: usize, start: f32, len: f32, n: usize| -> (usize, usize, f32) {
@@ -106,11 +100,7 @@ mod tests {
         // Width 6 → 4 samples at x = 0.25, 1.75, 3.25, 4.75; row y = 0 exactly.
         let expect = [0.25f32, 1.75, 3.25, 4.75];
         for (ox, e) in expect.iter().enumerate() {
-            assert!(
-                (out[ox] * 255.0 - e).abs() < 1e-4,
-                "{ox}: {}",
-                out[ox] * 255.0
-            );
+            assert!((out[ox] * 255.0 - e).abs() < 1e-4, "{ox}: {}", out[ox] * 255.0);
             // Green is twice red.
             assert!((out[16 + ox] * 255.0 - 2.0 * e).abs() < 1e-4);
         }
