@@ -2,9 +2,10 @@
 //! 64×64 images (`../shared/fixtures/metrics/images_a`), batches of 32, CPU. Prints the median
 //! images/s of the network alone (decode + resize + forward, weights loaded once) over 3 runs of
 //! 64 images, and the median of 3 whole-command-equivalent runs on the fixture's 160 images
-//! (load weights, IS + FID + KID with 5 subsets of 40). Comparison figure: torch-fidelity 0.4.0
-//! (PyTorch 2.15 CPU, 2 threads) takes 14.8–15.0 s for that call (≈ 11 images/s). Run:
-//! `cargo bench --bench metrics`.
+//! (load weights, IS + FID + KID with 5 subsets of 40), after the `gemm` crate's single-thread
+//! throughput on Inception's GEMM shapes (the ceiling analysis in BENCHMARKS.md). Comparison
+//! figure: torch-fidelity 0.4.0 (PyTorch 2.15 CPU, 2 threads) takes 14.8–15.0 s for that call
+//! (≈ 11 images/s). Run: `cargo bench --bench metrics`.
 
 use sg2im::metrics::inception::InceptionV3;
 use sg2im::metrics::{self, Input2, MetricsOptions};
@@ -69,46 +70,70 @@ fn main() {
     );
 }
 
-/// What one f32 GEMM of a typical Inception shape reaches on this machine right now (the
-/// `gemm` crate, all threads): the ceiling for the convolutions, given for context because the
-/// machine is shared.
+/// CPU time of the calling thread (load-independent on a shared machine, unlike wall time).
+fn thread_cpu_seconds() -> f64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: writes one timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
+}
+
+/// What the `gemm` crate reaches on one thread on Inception's GEMM shapes (`M = Co`, `K =
+/// Ci·kh·kw`, `N` = a tile of output positions as `conv` cuts them), in GFLOP per CPU-second:
+/// compare with the FMA peak per core (≈ 116 on this machine's Zen 4 at 3.6 GHz: 32 FLOP per
+/// cycle, AVX2 or AVX-512 alike), since the machine is shared.
 fn gemm_reference() {
-    let (m, k, n) = (192usize, 720usize, 8192usize);
-    let a = vec![0.5f32; m * k];
-    let b = vec![0.25f32; k * n];
-    let mut c = vec![0.0f32; m * n];
-    let mut rates = Vec::new();
-    for _ in 0..5 {
-        let t = Instant::now();
-        // SAFETY: row-major buffers of the sizes given.
-        unsafe {
-            gemm::gemm(
-                m,
-                n,
-                k,
-                c.as_mut_ptr(),
-                1,
-                n as isize,
-                false,
-                a.as_ptr(),
-                1,
-                k as isize,
-                b.as_ptr(),
-                1,
-                n as isize,
-                0.0f32,
-                1.0f32,
-                false,
-                false,
-                false,
-                gemm::Parallelism::Rayon(rayon::current_num_threads()),
-            );
+    for (what, m, k, n) in [
+        ("Conv2d_2b 3x3 im2col", 64usize, 288usize, 2048usize),
+        ("Conv2d_4a 3x3 im2col", 192, 720, 704),
+        ("Mixed_6e 1x1", 192, 768, 2320),
+        ("Mixed_6e 1x7 im2col", 192, 1344, 384),
+        ("Mixed_7c 3x3 im2col", 384, 4032, 128),
+        ("Winograd F(4,3) 2b per point", 64, 32, 4096),
+        ("Winograd 6e 1x7 per point", 192, 192, 2048),
+    ] {
+        let a = vec![0.5f32; m * k];
+        let b = vec![0.25f32; k * n];
+        let mut c = vec![0.0f32; m * n];
+        let mut rates = Vec::new();
+        for _ in 0..7 {
+            let t = thread_cpu_seconds();
+            let reps = (2_000_000_000 / (m * k * n)).max(1);
+            for _ in 0..reps {
+                // SAFETY: row-major buffers of the sizes given.
+                unsafe {
+                    gemm::gemm(
+                        m,
+                        n,
+                        k,
+                        c.as_mut_ptr(),
+                        1,
+                        n as isize,
+                        false,
+                        a.as_ptr(),
+                        1,
+                        k as isize,
+                        b.as_ptr(),
+                        1,
+                        n as isize,
+                        0.0f32,
+                        1.0f32,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+            }
+            rates.push(2.0 * (reps * m * k * n) as f64 / (thread_cpu_seconds() - t) / 1e9);
         }
-        rates.push(2.0 * (m * k * n) as f64 / t.elapsed().as_secs_f64() / 1e9);
+        assert!(c[0] > 0.0);
+        println!(
+            "f32 GEMM {m}x{k} . {k}x{n} ({what}), 1 thread: {:.0} GFLOP per CPU-second (median of 7)",
+            median(rates)
+        );
     }
-    assert!(c[0] > 0.0);
-    println!(
-        "reference f32 GEMM 192x720 . 720x8192: {:.0} GFLOP/s (median of 5)",
-        median(rates)
-    );
 }

@@ -14,16 +14,23 @@
 //! - a convolution is one GEMM `W (Co, Ci·kh·kw) · col (Ci·kh·kw, N·H′·W′)` whose columns (all
 //!   images' output positions) are cut into tiles, each tile's im2col block built and multiplied
 //!   on one thread (1×1 stride-1 convolutions multiply the activations in place, no im2col);
+//! - stride-1 convolutions with a kernel larger than 1×1 (3×3, 5×5, 1×7, 7×1, 1×3, 3×1: 70 % of
+//!   the network's 5.7 G multiply-adds per image) use Winograd's minimal filtering instead
+//!   (`winograd.rs`), which brings the network to 3.0 G multiply-adds per image — the direct
+//!   form needs more than this 2-core CPU's FMA peak for the speed goal (BENCHMARKS.md);
 //! - the Inception blocks' channel concatenations are appends;
 //! - pooling works on contiguous `H×W` planes.
 //!
-//! The GEMMs are the `gemm` crate's (as in `src/model/conv_gemm.rs`, whose public entry point
-//! takes square kernels with symmetric padding only; Inception needs 1×7, 7×1, 1×3, 3×1 with
-//! asymmetric padding, hence [`conv_gemm_tile`] here).
+//! The GEMMs run on `gemm_avx512.rs` (weights packed once at load, bias + ReLU in registers)
+//! where the CPU has AVX-512, else on the `gemm` crate (which re-packs both operands per call);
+//! [`conv_gemm_tile`] handles Inception's asymmetric kernels and paddings (1×7, 7×1, 1×3, 3×1).
 
+use super::gemm_avx512;
+use super::winograd::WinogradConv;
 use crate::io::torch::{self, TorchTensor};
 use crate::{Error, Result};
 use indexmap::IndexMap;
+use rayon::join;
 use rayon::prelude::*;
 use std::collections::HashSet;
 use std::path::Path;
@@ -112,6 +119,10 @@ struct Conv {
     stride: usize,
     ph: usize,
     pw: usize,
+    /// The same convolution in Winograd form, used instead of im2col + GEMM when set.
+    wino: Option<WinogradConv>,
+    /// `w` packed for [`gemm_avx512`], where the CPU has AVX-512 (else the `gemm` crate).
+    packed: Option<Vec<f32>>,
 }
 
 /// Reads the weights file's tensors, checking every key and shape; unknown keys (other than
@@ -165,6 +176,10 @@ impl Loader {
             }
             b[o] = (f64::from(beta[o]) - f64::from(mean[o]) * scale) as f32;
         }
+        let wino = winograd_tile(kh, kw, stride)
+            .map(|tile| WinogradConv::new(&wf, &b, (co, ci), (kh, kw), (ph, pw), tile));
+        let packed =
+            (wino.is_none() && gemm_avx512::available()).then(|| gemm_avx512::pack_a(&wf, co, k));
         Ok(Conv {
             w: wf,
             b,
@@ -175,6 +190,8 @@ impl Loader {
             stride,
             ph,
             pw,
+            wino,
+            packed,
         })
     }
 
@@ -192,6 +209,23 @@ impl Loader {
             None => Ok(()),
         }
     }
+}
+
+/// Outputs per Winograd tile along H and W for a `kh × kw` kernel, or `None` for the direct
+/// GEMM (1×1 convolutions, strided ones).
+///
+/// Chosen by measurement on Inception's layer shapes (BENCHMARKS.md): F(4, 3) for 3-tap axes
+/// (3×3, 1×3, 3×1: 1.5–2× faster than im2col + GEMM), F(4, 5) for the 5×5 (2.6×), F(3, 7) for
+/// 1×7 and 7×1 (1.6×; F(4, 7) is barely faster and needs the interpolation points ±3, which
+/// cost accuracy). Features stay within 6e-5 of torch-fidelity's, relative to each layer's
+/// largest value (tests/metrics.rs allows 2e-4; the direct convolution gives 4e-5).
+fn winograd_tile(kh: usize, kw: usize, stride: usize) -> Option<(usize, usize)> {
+    let m = |r: usize| match r {
+        1 => 1,
+        7 => 3,
+        _ => 4,
+    };
+    (stride == 1 && kh * kw > 1).then(|| (m(kh), m(kw)))
 }
 
 fn c1(l: &mut Loader, p: &str, ci: usize, co: usize) -> Result<Conv> {
@@ -423,55 +457,94 @@ impl InceptionV3 {
     }
 }
 
+// The branches of a block are independent: running them as parallel tasks lets a thread that
+// finished its share of one convolution take work from another branch instead of waiting at
+// the convolution's end (with 2 threads that wait cost ~6 % of the command's wall time).
+
 impl BlockA {
     fn forward(&self, x: &Act) -> Act {
-        let b1 = conv(&self.b1, x);
-        let b5 = conv(&self.b5[1], &conv(&self.b5[0], x));
-        let b3 = conv(&self.b3[2], &conv(&self.b3[1], &conv(&self.b3[0], x)));
-        let bp = conv(&self.pool, &avg_pool_3x3_same(x));
+        let ((b1, b5), (b3, bp)) = join(
+            || {
+                join(
+                    || conv(&self.b1, x),
+                    || conv(&self.b5[1], &conv(&self.b5[0], x)),
+                )
+            },
+            || {
+                join(
+                    || chain(&self.b3, x),
+                    || conv(&self.pool, &avg_pool_3x3_same(x)),
+                )
+            },
+        );
         Act::cat(vec![b1, b5, b3, bp])
     }
 }
 
 impl BlockB {
     fn forward(&self, x: &Act) -> Act {
-        let b3 = conv(&self.b3, x);
-        let bd = self.b3dbl.iter().fold(x.clone(), |a, c| conv(c, &a));
-        Act::cat(vec![b3, bd, max_pool_3x3(x, 2, false)])
+        let ((b3, bd), mp) = join(
+            || join(|| conv(&self.b3, x), || chain(&self.b3dbl, x)),
+            || max_pool_3x3(x, 2, false),
+        );
+        Act::cat(vec![b3, bd, mp])
     }
 }
 
 impl BlockC {
     fn forward(&self, x: &Act) -> Act {
-        let b1 = conv(&self.b1, x);
-        let b7 = chain(&self.b7, x);
-        let bd = chain(&self.b7dbl, x);
-        let bp = conv(&self.pool, &avg_pool_3x3_same(x));
+        let ((b1, b7), (bd, bp)) = join(
+            || join(|| conv(&self.b1, x), || chain(&self.b7, x)),
+            || {
+                join(
+                    || chain(&self.b7dbl, x),
+                    || conv(&self.pool, &avg_pool_3x3_same(x)),
+                )
+            },
+        );
         Act::cat(vec![b1, b7, bd, bp])
     }
 }
 
 impl BlockD {
     fn forward(&self, x: &Act) -> Act {
-        let b3 = chain(&self.b3, x);
-        let b7 = chain(&self.b7, x);
-        Act::cat(vec![b3, b7, max_pool_3x3(x, 2, false)])
+        let ((b3, b7), mp) = join(
+            || join(|| chain(&self.b3, x), || chain(&self.b7, x)),
+            || max_pool_3x3(x, 2, false),
+        );
+        Act::cat(vec![b3, b7, mp])
     }
 }
 
 impl BlockE {
     fn forward(&self, x: &Act) -> Act {
-        let b1 = conv(&self.b1, x);
-        let t = conv(&self.b3_1, x);
-        let (b3a, b3b) = (conv(&self.b3_2a, &t), conv(&self.b3_2b, &t));
-        let t = conv(&self.bd_2, &conv(&self.bd_1, x));
-        let (bda, bdb) = (conv(&self.bd_3a, &t), conv(&self.bd_3b, &t));
-        let pooled = if self.max_pool {
-            max_pool_3x3(x, 1, true)
-        } else {
-            avg_pool_3x3_same(x)
+        let pooled = || {
+            if self.max_pool {
+                max_pool_3x3(x, 1, true)
+            } else {
+                avg_pool_3x3_same(x)
+            }
         };
-        let bp = conv(&self.pool, &pooled);
+        let ((b1, (b3a, b3b)), ((bda, bdb), bp)) = join(
+            || {
+                join(
+                    || conv(&self.b1, x),
+                    || {
+                        let t = conv(&self.b3_1, x);
+                        join(|| conv(&self.b3_2a, &t), || conv(&self.b3_2b, &t))
+                    },
+                )
+            },
+            || {
+                join(
+                    || {
+                        let t = conv(&self.bd_2, &conv(&self.bd_1, x));
+                        join(|| conv(&self.bd_3a, &t), || conv(&self.bd_3b, &t))
+                    },
+                    || conv(&self.pool, &pooled()),
+                )
+            },
+        );
         Act::cat(vec![b1, b3a, b3b, bda, bdb, bp])
     }
 }
@@ -506,6 +579,9 @@ const TILE_FLOATS: usize = 512 << 10;
 /// `x (Ci, N, H, W)` → `(Co, N, H′, W′)`.
 fn conv(cv: &Conv, x: &Act) -> Act {
     debug_assert_eq!(x.c, cv.ci);
+    if let Some(w) = &cv.wino {
+        return w.forward(x);
+    }
     let oh = (x.h + 2 * cv.ph - cv.kh) / cv.stride + 1;
     let ow = (x.w + 2 * cv.pw - cv.kw) / cv.stride + 1;
     let p = x.n * oh * ow;
@@ -571,6 +647,26 @@ fn conv_gemm_tile(
         im2col(cv, x, g, (t0, len), col);
         (col.as_ptr(), len)
     };
+    #[cfg(target_arch = "x86_64")]
+    if let Some(ap) = &cv.packed {
+        // SAFETY: `packed` exists only where AVX-512 does; this task alone owns columns
+        // [t0, t0 + len) of every row of the (Co, P) output; the operands cover (Co, K) and
+        // (K, len) with the strides given.
+        unsafe {
+            gemm_avx512::gemm(
+                cv.co,
+                len,
+                k,
+                ap.as_ptr(),
+                rhs,
+                rhs_rs,
+                dst.get().add(t0),
+                p,
+                Some(&cv.b),
+            );
+        }
+        return;
+    }
     // SAFETY: this task alone owns columns [t0, t0 + len) of every row of the (Co, P) output;
     // the row-major operands cover (Co, K) and (K, len) with the strides given.
     unsafe {
@@ -651,31 +747,35 @@ fn im2col(cv: &Conv, x: &Act, g: Geo, (t0, len): (usize, usize), col: &mut Vec<f
 }
 
 /// Max pool 3×3 with stride `s`; `pad` = padding 1 with −∞ (`F.max_pool2d(x, 3, 1, 1)`), else
-/// none (`nn.MaxPool2d(3, 2)`).
+/// none (`nn.MaxPool2d(3, 2)`). Separable (the maximum of three rows, then of three columns):
+/// the same result in any order, and the row pass vectorises.
 fn max_pool_3x3(x: &Act, s: usize, pad: bool) -> Act {
     let p = usize::from(pad);
     let oh = (x.h + 2 * p - 3) / s + 1;
     let ow = (x.w + 2 * p - 3) / s + 1;
+    let (h, w) = (x.h, x.w);
     let mut out = vec![0.0f32; x.c * x.n * oh * ow];
     out.par_chunks_mut(oh * ow)
-        .zip(x.data.par_chunks(x.h * x.w))
-        .for_each(|(dst, src)| {
+        .zip(x.data.par_chunks(h * w))
+        .for_each_init(Vec::new, |rowmax, (dst, src)| {
+            rowmax.clear();
+            rowmax.resize(w, 0.0f32);
             for oy in 0..oh {
-                for ox in 0..ow {
-                    let mut m = f32::NEG_INFINITY;
-                    for i in 0..3 {
-                        let iy = (oy * s + i) as isize - p as isize;
-                        if iy < 0 || iy >= x.h as isize {
-                            continue;
-                        }
-                        for j in 0..3 {
-                            let ix = (ox * s + j) as isize - p as isize;
-                            if ix >= 0 && ix < x.w as isize {
-                                m = m.max(src[iy as usize * x.w + ix as usize]);
-                            }
-                        }
+                // Input rows of the window that lie inside the image.
+                let y0 = (oy * s).saturating_sub(p);
+                let y1 = (oy * s + 3 - p).min(h);
+                rowmax.copy_from_slice(&src[y0 * w..][..w]);
+                for yy in y0 + 1..y1 {
+                    for (m, &v) in rowmax.iter_mut().zip(&src[yy * w..][..w]) {
+                        *m = m.max(v);
                     }
-                    dst[oy * ow + ox] = m;
+                }
+                for (ox, d) in dst[oy * ow..][..ow].iter_mut().enumerate() {
+                    let x0 = (ox * s).saturating_sub(p);
+                    let x1 = (ox * s + 3 - p).min(w);
+                    *d = rowmax[x0..x1]
+                        .iter()
+                        .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
                 }
             }
         });
@@ -689,24 +789,44 @@ fn max_pool_3x3(x: &Act, s: usize, pad: bool) -> Act {
 }
 
 /// `F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)`: the mean over the
-/// window's positions inside the image.
+/// window's positions inside the image. Separable (sums of three columns, then of three rows,
+/// both vectorised); the summation order differs from PyTorch's by float32 rounding only.
 fn avg_pool_3x3_same(x: &Act) -> Act {
     let (h, w) = (x.h, x.w);
+    // Window positions inside the image along one axis of length `len`.
+    let inside = |len: usize| -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i + 2).min(len) - i.saturating_sub(1)) as f32)
+            .collect()
+    };
+    let (ny, nx) = (inside(h), inside(w));
     let mut out = vec![0.0f32; x.data.len()];
     out.par_chunks_mut(h * w)
         .zip(x.data.par_chunks(h * w))
-        .for_each(|(dst, src)| {
+        .for_each_init(Vec::new, |hsum, (dst, src)| {
+            // Horizontal sums of each row.
+            hsum.clear();
+            hsum.resize(h * w, 0.0f32);
+            for (hs, row) in hsum.chunks_exact_mut(w).zip(src.chunks_exact(w)) {
+                hs.copy_from_slice(row);
+                for (d, &v) in hs[1..].iter_mut().zip(&row[..w - 1]) {
+                    *d += v;
+                }
+                for (d, &v) in hs[..w - 1].iter_mut().zip(&row[1..]) {
+                    *d += v;
+                }
+            }
             for oy in 0..h {
                 let (y0, y1) = (oy.saturating_sub(1), (oy + 2).min(h));
-                for ox in 0..w {
-                    let (x0, x1) = (ox.saturating_sub(1), (ox + 2).min(w));
-                    let mut s = 0.0f32;
-                    for yy in y0..y1 {
-                        for xx in x0..x1 {
-                            s += src[yy * w + xx];
-                        }
+                let d = &mut dst[oy * w..][..w];
+                d.copy_from_slice(&hsum[y0 * w..][..w]);
+                for yy in y0 + 1..y1 {
+                    for (a, &v) in d.iter_mut().zip(&hsum[yy * w..][..w]) {
+                        *a += v;
                     }
-                    dst[oy * w + ox] = s / ((y1 - y0) * (x1 - x0)) as f32;
+                }
+                for (a, &c) in d.iter_mut().zip(&nx) {
+                    *a /= ny[oy] * c;
                 }
             }
         });
@@ -785,7 +905,7 @@ mod tests {
                 w,
                 data: (0..ci * n * h * w).map(pseudo).collect(),
             };
-            let cv = Conv {
+            let mut cv = Conv {
                 w: (0..co * ci * kh * kw).map(|i| pseudo(i + 7)).collect(),
                 b: (0..co).map(|i| pseudo(i + 3) * 0.1).collect(),
                 co,
@@ -795,12 +915,22 @@ mod tests {
                 stride: s,
                 ph,
                 pw,
+                wino: None,
+                packed: None,
             };
-            let (got, want) = (conv(&cv, &x), naive(&cv, &x));
-            assert_eq!((got.c, got.h, got.w), (want.c, want.h, want.w));
-            // f32 GEMM against an f64 sum of ≤ 75 products of magnitude ≤ 1.
-            for (a, b) in got.data.iter().zip(&want.data) {
-                assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+            let want = naive(&cv, &x);
+            // The `gemm` crate, then (on AVX-512) the pre-packed kernel.
+            let mut got = vec![conv(&cv, &x)];
+            if gemm_avx512::available() {
+                cv.packed = Some(gemm_avx512::pack_a(&cv.w, co, ci * kh * kw));
+                got.push(conv(&cv, &x));
+            }
+            for got in got {
+                assert_eq!((got.c, got.h, got.w), (want.c, want.h, want.w));
+                // f32 GEMM against an f64 sum of ≤ 75 products of magnitude ≤ 1.
+                for (a, b) in got.data.iter().zip(&want.data) {
+                    assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+                }
             }
         }
     }

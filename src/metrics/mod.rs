@@ -5,9 +5,11 @@
 //! Not to be confused with [`crate::model::metrics`] (box IoU during training).
 
 pub mod fidelity;
+pub mod gemm_avx512;
 pub mod inception;
 pub mod linalg;
 pub mod resize;
+pub mod winograd;
 
 use crate::io::npz::{self, NpyArray};
 use crate::{Error, Result};

@@ -1,0 +1,827 @@
+//! Winograd minimal filtering for Inception's stride-1 convolutions (3×3, 5×5, 1×7, 7×1, 1×3,
+//! 3×1): fewer multiplications than the direct im2col GEMM, which is what the 2-core CPU budget
+//! of `sg2im metrics` needs (a direct Inception-v3 forward pass is 5.7 G multiply-adds per image,
+//! more than the machine's FMA peak allows for the speed goal; see BENCHMARKS.md).
+//!
+//! Along each axis a convolution with a kernel of `r` taps producing `m` outputs per tile is
+//! F(m, r): a tile of `α = m + r − 1` inputs `d` and the kernel `g` give the outputs
+//! `y = Aᵀ[(G g) ⊙ (Bᵀ d)]` with `α` multiplications instead of `m·r`. A 2-D kernel `kh × kw`
+//! uses F(mh, kh) along H and F(mw, kw) along W (an axis with one tap keeps `m = α = 1`, so 1×7
+//! is a 1-D transform). Summed over input channels, the `α_h·α_w` element-wise products become
+//! `α_h·α_w` GEMMs `U_ξ (Co, Ci) · V_ξ (Ci, tiles)`, done here on blocks of tiles so that the
+//! transformed inputs and products stay in cache.
+//!
+//! The matrices are built by the modified Toom-Cook construction from `α − 1` finite
+//! interpolation points and the point at infinity, in f64, then rounded to f32. The points
+//! 0, ±1, ±2, ±½ keep the transforms' entries small (powers of two mostly), which is what keeps
+//! the float32 error close to the direct convolution's (measured in the tests below and in
+//! tests/metrics.rs).
+
+use super::gemm_avx512;
+use super::inception::Act;
+use rayon::prelude::*;
+
+/// Finite interpolation points, in the order they are taken (the first `α − 1`).
+const POINTS: [f64; 9] = [0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 3.0, -3.0];
+
+/// Tiles processed together in the transforms: one SIMD register of f32 lanes on AVX-512, two
+/// on AVX2.
+const LANES: usize = 16;
+
+/// Block lengths are multiples of the `gemm` crate's AVX-512 f32 micro-kernel height (4
+/// registers of 16 along our tile axis): other lengths leave remainders for its narrower,
+/// slower kernels (measured 20 % of the run time in them with blocks of 48).
+const GEMM_PANEL: usize = 64;
+
+/// Floats of a block's transformed inputs and products (512 KiB: half of a core's L2; measured
+/// best of 128 K–4 M floats on Inception's layers, larger blocks spill to L3).
+const BLOCK_FLOATS: usize = 1 << 17;
+
+/// F(m, r) along one axis.
+#[derive(Clone, Debug)]
+struct Axis {
+    m: usize,
+    r: usize,
+    alpha: usize,
+    /// `G (α, r)`: kernel transform (f64: applied once, at load time).
+    g: Vec<f64>,
+    /// `Bᵀ (α, α)` (input transform) and `Aᵀ (m, α)` (output transform) as lists of non-zero
+    /// `(column, value)` per row: about half of their entries are zero, and skipping them by a
+    /// test per entry cost more than the arithmetic.
+    bt_nz: Sparse,
+    at_nz: Sparse,
+}
+
+type Sparse = Vec<Vec<(usize, f32)>>;
+
+fn sparse(mat: &[f32], cols: usize) -> Sparse {
+    mat.chunks_exact(cols)
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .filter(|&(_, &v)| v != 0.0)
+                .map(|(i, &v)| (i, v))
+                .collect()
+        })
+        .collect()
+}
+
+/// Coefficients (lowest degree first) of `∏ (x − p)` over `points`.
+fn poly_from_roots(points: &[f64]) -> Vec<f64> {
+    let mut c = vec![1.0];
+    for &p in points {
+        let mut next = vec![0.0; c.len() + 1];
+        for (i, &v) in c.iter().enumerate() {
+            next[i + 1] += v;
+            next[i] -= p * v;
+        }
+        c = next;
+    }
+    c
+}
+
+impl Axis {
+    /// F(m, r); `r == 1` must come with `m == 1` (identity transforms).
+    fn new(m: usize, r: usize) -> Self {
+        let alpha = m + r - 1;
+        if alpha == 1 {
+            return Axis {
+                m,
+                r,
+                alpha,
+                g: vec![1.0],
+                bt_nz: vec![vec![(0, 1.0)]],
+                at_nz: vec![vec![(0, 1.0)]],
+            };
+        }
+        assert!(alpha - 1 <= POINTS.len(), "F({m}, {r}) needs more points");
+        let pts = &POINTS[..alpha - 1];
+        let mut bt = vec![0.0f32; alpha * alpha];
+        let mut g = vec![0.0f64; alpha * r];
+        let mut at = vec![0.0f32; m * alpha];
+        // Linear convolution s = g ∗ h is recovered from s(p_j) = g(p_j)·h(p_j) at the finite
+        // points (Lagrange basis L_j = ∏_{l≠j}(x − p_l) / f_j) plus the product of the leading
+        // coefficients (the point at infinity, times ∏(x − p_l)). Correlation — what a
+        // convolution layer computes — is its transpose: Aᵀ = Vandermonde of the data side,
+        // G = Vandermonde of the kernel side with the 1/f_j folded in, Bᵀ = the basis
+        // polynomials' coefficients.
+        for (j, &pj) in pts.iter().enumerate() {
+            let others: Vec<f64> = pts
+                .iter()
+                .enumerate()
+                .filter(|&(l, _)| l != j)
+                .map(|(_, &p)| p)
+                .collect();
+            let f: f64 = others.iter().map(|&p| pj - p).product();
+            for (t, c) in poly_from_roots(&others).into_iter().enumerate() {
+                bt[j * alpha + t] = c as f32;
+            }
+            for k in 0..r {
+                g[j * r + k] = pj.powi(k as i32) / f;
+            }
+            for i in 0..m {
+                at[i * alpha + j] = pj.powi(i as i32) as f32;
+            }
+        }
+        let last = alpha - 1;
+        for (t, c) in poly_from_roots(pts).into_iter().enumerate() {
+            bt[last * alpha + t] = c as f32;
+        }
+        g[last * r + r - 1] = 1.0;
+        at[(m - 1) * alpha + last] = 1.0;
+        Axis {
+            m,
+            r,
+            alpha,
+            bt_nz: sparse(&bt, alpha),
+            at_nz: sparse(&at, alpha),
+            g,
+        }
+    }
+}
+
+/// A stride-1 convolution (+ bias, ReLU) in Winograd form.
+#[derive(Clone, Debug)]
+pub struct WinogradConv {
+    co: usize,
+    ci: usize,
+    ph: usize,
+    pw: usize,
+    y: Axis,
+    x: Axis,
+    /// `U (α_h·α_w, Co, Ci)` row-major: the transformed kernels.
+    u: Vec<f32>,
+    /// `U_ξ` packed for [`gemm_avx512`] (one after the other), where the CPU has AVX-512.
+    u_packed: Option<Vec<f32>>,
+    b: Vec<f32>,
+}
+
+/// The output geometry of one call.
+#[derive(Clone, Copy)]
+struct Geo {
+    n: usize,
+    h: usize,
+    w: usize,
+    oh: usize,
+    ow: usize,
+    /// Tiles per column and per row.
+    th: usize,
+    tw: usize,
+}
+
+/// A raw pointer shared by the tasks writing disjoint tiles of one output.
+#[derive(Clone, Copy)]
+struct Shared(*mut f32);
+// SAFETY: each task writes only the output pixels of its own tiles (see `forward`).
+unsafe impl Send for Shared {}
+unsafe impl Sync for Shared {}
+
+impl Shared {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+impl WinogradConv {
+    /// `w (Co, Ci, kh, kw)` row-major, bias `b (Co)`, padding `(ph, pw)`, and `mh × mw` outputs
+    /// per tile (`mh == 1` when `kh == 1`, likewise for W).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        w: &[f32],
+        b: &[f32],
+        (co, ci): (usize, usize),
+        (kh, kw): (usize, usize),
+        (ph, pw): (usize, usize),
+        (mh, mw): (usize, usize),
+    ) -> Self {
+        assert_eq!(w.len(), co * ci * kh * kw);
+        assert!((kh > 1 || mh == 1) && (kw > 1 || mw == 1));
+        let (y, x) = (Axis::new(mh, kh), Axis::new(mw, kw));
+        let (ah, aw) = (y.alpha, x.alpha);
+        let mut u = vec![0.0f32; ah * aw * co * ci];
+        let mut tmp = vec![0.0f64; ah * kw];
+        for o in 0..co {
+            for c in 0..ci {
+                let g = &w[(o * ci + c) * kh * kw..][..kh * kw];
+                // G_h · g, then · G_wᵀ.
+                for p in 0..ah {
+                    for j in 0..kw {
+                        tmp[p * kw + j] = (0..kh)
+                            .map(|i| y.g[p * kh + i] * f64::from(g[i * kw + j]))
+                            .sum();
+                    }
+                }
+                for p in 0..ah {
+                    for q in 0..aw {
+                        let v: f64 = (0..kw).map(|j| tmp[p * kw + j] * x.g[q * kw + j]).sum();
+                        u[((p * aw + q) * co + o) * ci + c] = v as f32;
+                    }
+                }
+            }
+        }
+        let u_packed = gemm_avx512::available().then(|| {
+            u.chunks_exact(co * ci)
+                .flat_map(|ue| gemm_avx512::pack_a(ue, co, ci))
+                .collect()
+        });
+        WinogradConv {
+            co,
+            ci,
+            ph,
+            pw,
+            y,
+            x,
+            u,
+            u_packed,
+            b: b.to_vec(),
+        }
+    }
+
+    /// `relu(conv(x, w) + b)`, stride 1.
+    ///
+    /// # Shapes
+    /// `x (Ci, N, H, W)` → `(Co, N, H + 2·ph − kh + 1, W + 2·pw − kw + 1)`.
+    pub fn forward(&self, x: &Act) -> Act {
+        debug_assert_eq!(x.c, self.ci);
+        let oh = x.h + 2 * self.ph + 1 - self.y.r;
+        let ow = x.w + 2 * self.pw + 1 - self.x.r;
+        let (th, tw) = (oh.div_ceil(self.y.m), ow.div_ceil(self.x.m));
+        // Zero-padded copy of the input covering every tile's whole patch (the padding, and
+        // the last tiles' overhang), so that the input transform reads without bounds tests.
+        let (hp, wp) = (
+            th * self.y.m + self.y.alpha - self.y.m,
+            tw * self.x.m + self.x.alpha - self.x.m,
+        );
+        let mut xp = vec![0.0f32; x.c * x.n * hp * wp];
+        xp.par_chunks_mut(hp * wp)
+            .zip(x.data.par_chunks(x.h * x.w))
+            .for_each(|(dst, src)| {
+                for (y, row) in src.chunks_exact(x.w).enumerate() {
+                    let y = y + self.ph;
+                    if y < hp {
+                        let n = x.w.min(wp - self.pw);
+                        dst[y * wp + self.pw..][..n].copy_from_slice(&row[..n]);
+                    }
+                }
+            });
+        let xpad = Act {
+            c: x.c,
+            n: x.n,
+            h: hp,
+            w: wp,
+            data: xp,
+        };
+        let x = &xpad;
+        let g = Geo {
+            n: x.n,
+            h: hp,
+            w: wp,
+            oh,
+            ow,
+            th,
+            tw,
+        };
+        let tiles = g.n * g.th * g.tw;
+        let xi = self.y.alpha * self.x.alpha;
+        let threads = rayon::current_num_threads().max(1);
+        // Blocks that fit the cache budget, several per thread, whole SIMD groups.
+        let block = (BLOCK_FLOATS / (xi * (self.ci + self.co)))
+            .min(tiles.div_ceil(4 * threads))
+            .clamp(GEMM_PANEL, 4096)
+            .div_ceil(GEMM_PANEL)
+            * GEMM_PANEL;
+        let mut out = vec![0.0f32; self.co * g.n * oh * ow];
+        let dst = Shared(out.as_mut_ptr());
+        (0..tiles.div_ceil(block)).into_par_iter().for_each_init(
+            || (Vec::new(), Vec::new()),
+            |(v, m), bi| {
+                let t0 = bi * block;
+                let len = block.min(tiles - t0);
+                self.block(x, g, (t0, len), v, m, dst);
+            },
+        );
+        Act {
+            c: self.co,
+            n: x.n,
+            h: oh,
+            w: ow,
+            data: out,
+        }
+    }
+
+    /// Tiles `[t0, t0 + len)`: input transform into `v (ξ, Ci, len)`, one GEMM per ξ into
+    /// `m (ξ, Co, len)`, output transform (+ bias, ReLU) into `dst (Co, N, H′, W′)`.
+    fn block(
+        &self,
+        x: &Act,
+        g: Geo,
+        (t0, len): (usize, usize),
+        v: &mut Vec<f32>,
+        m: &mut Vec<f32>,
+        dst: Shared,
+    ) {
+        let xi = self.y.alpha * self.x.alpha;
+        // Rows of `v` and `m` hold whole SIMD groups (see `padded`).
+        let lenp = padded(len);
+        // Every element is written below (the GEMM does not read `m`: β = 0), so the buffers
+        // are only grown, never cleared.
+        grow(v, xi * self.ci * lenp);
+        grow(m, xi * self.co * lenp);
+        simd::input_transform(self, x, g, (t0, len), v);
+        #[cfg(target_arch = "x86_64")]
+        if let Some(up) = &self.u_packed {
+            let panel = self.co.div_ceil(gemm_avx512::MR) * gemm_avx512::MR * self.ci;
+            for e in 0..xi {
+                // SAFETY: `u_packed` exists only where AVX-512 does; (Co, Ci) · (Ci, lenp) →
+                // (Co, lenp) slices of the buffers above.
+                unsafe {
+                    gemm_avx512::gemm(
+                        self.co,
+                        lenp,
+                        self.ci,
+                        up.as_ptr().add(e * panel),
+                        v.as_ptr().add(e * self.ci * lenp),
+                        lenp,
+                        m.as_mut_ptr().add(e * self.co * lenp),
+                        lenp,
+                        None,
+                    );
+                }
+            }
+            simd::output_transform(self, m, g, (t0, len), dst);
+            return;
+        }
+        for e in 0..xi {
+            // SAFETY: row-major (Co, Ci) · (Ci, lenp) → (Co, len) slices of the buffers above.
+            unsafe {
+                gemm::gemm(
+                    self.co,
+                    lenp,
+                    self.ci,
+                    m.as_mut_ptr().add(e * self.co * lenp),
+                    1,
+                    lenp as isize,
+                    false,
+                    self.u.as_ptr().add(e * self.co * self.ci),
+                    1,
+                    self.ci as isize,
+                    v.as_ptr().add(e * self.ci * lenp),
+                    1,
+                    lenp as isize,
+                    0.0f32,
+                    1.0f32,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        }
+        simd::output_transform(self, m, g, (t0, len), dst);
+    }
+
+    /// Where tile `t` lies: image, first output row, first output column.
+    #[inline(always)]
+    fn tile_origin(&self, g: Geo, t: usize) -> (usize, usize, usize) {
+        let (n, r) = (t / (g.th * g.tw), t % (g.th * g.tw));
+        (n, (r / g.tw) * self.y.m, (r % g.tw) * self.x.m)
+    }
+
+    /// `V_ξ[c][t] = (Bᵀ_h · d · B_w)[ξ]` for the `α_h × α_w` input patch `d` of each tile, read
+    /// from the zero-padded input `x`. Tiles go in groups of `LANES`, one tile per SIMD lane.
+    #[inline(always)]
+    fn input_transform_impl<const FMA: bool>(
+        &self,
+        x: &Act,
+        g: Geo,
+        (t0, len): (usize, usize),
+        v: &mut [f32],
+    ) {
+        let (ah, aw) = (self.y.alpha, self.x.alpha);
+        let plane = g.h * g.w;
+        let mut patch = vec![[0.0f32; LANES]; ah * aw];
+        let mut half = vec![[0.0f32; LANES]; ah * aw];
+        let mut res = vec![[0.0f32; LANES]; ah * aw];
+        // Offsets of the patch's pixels from its top-left corner.
+        let offsets: Vec<usize> = (0..ah * aw).map(|k| (k / aw) * g.w + k % aw).collect();
+        let lenp = padded(len);
+        for l0 in (0..len).step_by(LANES) {
+            let lanes = LANES.min(len - l0);
+            // Each lane's patch corner in channel 0; lanes past the block repeat lane 0.
+            let mut base = [0usize; LANES];
+            for (l, b) in base.iter_mut().enumerate() {
+                let (n, oy, ox) = self.tile_origin(g, t0 + l0 + if l < lanes { l } else { 0 });
+                *b = n * plane + oy * g.w + ox;
+            }
+            for c in 0..self.ci {
+                let src = &x.data[c * g.n * plane..][..g.n * plane];
+                for (p, &off) in patch.iter_mut().zip(&offsets) {
+                    for (d, &b) in p.iter_mut().zip(&base) {
+                        debug_assert!(b + off < src.len());
+                        // SAFETY: the padded input covers every tile's patch (see `forward`).
+                        *d = unsafe { *src.get_unchecked(b + off) };
+                    }
+                }
+                // Bᵀ_h along H, then Bᵀ_w along W (an axis with one tap needs no transform).
+                let rows = if ah > 1 {
+                    apply::<FMA>(&self.y.bt_nz, ah, aw, &patch, &mut half, Dir::Rows);
+                    &half
+                } else {
+                    &patch
+                };
+                let done = if aw > 1 {
+                    apply::<FMA>(&self.x.bt_nz, aw, ah, rows, &mut res, Dir::Cols);
+                    &res
+                } else {
+                    rows
+                };
+                for (e, r) in done.iter().enumerate() {
+                    put(&mut v[(e * self.ci + c) * lenp + l0..], r);
+                }
+            }
+        }
+    }
+
+    /// `out = relu(Aᵀ_h · M · A_w + b)` for each tile, written to the output pixels inside the
+    /// image.
+    #[inline(always)]
+    fn output_transform_impl<const FMA: bool>(
+        &self,
+        m: &[f32],
+        g: Geo,
+        (t0, len): (usize, usize),
+        dst: Shared,
+    ) {
+        let (ah, aw) = (self.y.alpha, self.x.alpha);
+        let (mh, mw) = (self.y.m, self.x.m);
+        let mut prod = vec![[0.0f32; LANES]; ah * aw];
+        let mut half = vec![[0.0f32; LANES]; mh * aw];
+        let mut res = vec![[0.0f32; LANES]; mh * mw];
+        let ohw = g.oh * g.ow;
+        let lenp = padded(len);
+        for l0 in (0..len).step_by(LANES) {
+            let lanes = LANES.min(len - l0);
+            // Each lane's first output pixel (offset in one output plane of channel 0) and how
+            // many of its rows and columns lie inside the image.
+            let mut place = [(0usize, 0usize, 0usize); LANES];
+            for (l, p) in place.iter_mut().enumerate().take(lanes) {
+                let (n, oy, ox) = self.tile_origin(g, t0 + l0 + l);
+                *p = (
+                    n * ohw + oy * g.ow + ox,
+                    mh.min(g.oh - oy),
+                    mw.min(g.ow - ox),
+                );
+            }
+            for o in 0..self.co {
+                let b = self.b[o];
+                for (e, p) in prod.iter_mut().enumerate() {
+                    *p = get(&m[(e * self.co + o) * lenp + l0..]);
+                }
+                let rows = if ah > 1 {
+                    apply::<FMA>(&self.y.at_nz, ah, aw, &prod, &mut half, Dir::Rows);
+                    &mut half
+                } else {
+                    &mut prod
+                };
+                let res = if aw > 1 {
+                    apply::<FMA>(&self.x.at_nz, aw, mh, rows, &mut res, Dir::Cols);
+                    &mut res
+                } else {
+                    rows
+                };
+                for r in res.iter_mut() {
+                    for v in r.iter_mut() {
+                        *v = (*v + b).max(0.0);
+                    }
+                }
+                let base = o * g.n * ohw;
+                for (l, &(off, rows, cols)) in place.iter().enumerate().take(lanes) {
+                    // SAFETY: inside this output's (Co, N, H′, W′) buffer; the pixels belong to
+                    // this lane's tile, which only this task handles.
+                    let d = unsafe { dst.get().add(base + off) };
+                    let ext = (rows, cols, mw);
+                    match (cols == mw, mw) {
+                        (true, 1) => store_tile::<1>(res, l, d, g.ow, ext),
+                        (true, 2) => store_tile::<2>(res, l, d, g.ow, ext),
+                        (true, 3) => store_tile::<3>(res, l, d, g.ow, ext),
+                        (true, 4) => store_tile::<4>(res, l, d, g.ow, ext),
+                        _ => store_tile::<0>(res, l, d, g.ow, ext),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Row length of a block's `v` and `m` for `len` tiles: whole SIMD groups, so that every group
+/// moves as one array (with a partial last group, the compiler merged the whole and partial
+/// copies into one `memcpy` call per group: 5 % of the run time). The lanes past `len` hold
+/// copies of a real tile and are never stored.
+fn padded(len: usize) -> usize {
+    len.div_ceil(LANES) * LANES
+}
+
+/// One SIMD group stored to `dst[..LANES]` as an array move.
+#[inline(always)]
+fn put(dst: &mut [f32], src: &[f32; LANES]) {
+    let d: &mut [f32; LANES] = (&mut dst[..LANES]).try_into().expect("LANES floats");
+    *d = *src;
+}
+
+/// One SIMD group loaded from `src[..LANES]`.
+#[inline(always)]
+fn get(src: &[f32]) -> [f32; LANES] {
+    src[..LANES].try_into().expect("LANES floats")
+}
+
+/// Grows `v` to at least `n` elements (contents unspecified).
+fn grow(v: &mut Vec<f32>, n: usize) {
+    if v.len() < n {
+        v.resize(n, 0.0);
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Dir {
+    /// `dst[p][q] = Σ_i mat[p][i] · src[i][q]` (`src (k, other)`, `dst (rows, other)`).
+    Rows,
+    /// `dst[p][q] = Σ_j mat[q][j] · src[p][j]` (`src (other, k)`, `dst (other, rows)`).
+    Cols,
+}
+
+/// Applies a small transform matrix (`rows` non-zero lists over `k` columns) along one axis of
+/// a lane-vectorised 2-D array; `other` is the length of the untouched axis. `FMA` only where
+/// the CPU has it (`mul_add` is a slow library call otherwise).
+#[inline(always)]
+fn apply<const FMA: bool>(
+    mat: &Sparse,
+    k: usize,
+    other: usize,
+    src: &[[f32; LANES]],
+    dst: &mut [[f32; LANES]],
+    dir: Dir,
+) {
+    let rows = mat.len();
+    for (p, nz) in mat.iter().enumerate() {
+        for q in 0..other {
+            let mut acc = [0.0f32; LANES];
+            for &(i, c) in nz {
+                let s = match dir {
+                    Dir::Rows => &src[i * other + q],
+                    Dir::Cols => &src[q * k + i],
+                };
+                for (a, &x) in acc.iter_mut().zip(s) {
+                    *a = if FMA { c.mul_add(x, *a) } else { *a + c * x };
+                }
+            }
+            match dir {
+                Dir::Rows => dst[p * other + q] = acc,
+                Dir::Cols => dst[q * rows + p] = acc,
+            }
+        }
+    }
+}
+
+/// Writes lane `l`'s `rows × cols` output pixels (row stride `ow`) from `res (mh·mw, LANES)`;
+/// `MW` is the tile width when the whole tile is inside the image (unrolled stores), 0 for a
+/// partial tile.
+#[inline(always)]
+fn store_tile<const MW: usize>(
+    res: &[[f32; LANES]],
+    l: usize,
+    dst: *mut f32,
+    ow: usize,
+    (rows, cols, mw): (usize, usize, usize),
+) {
+    for i in 0..rows {
+        // SAFETY: the caller passes the tile's first pixel and its extent inside the image.
+        unsafe {
+            let d = dst.add(i * ow);
+            if MW > 0 {
+                for j in 0..MW {
+                    *d.add(j) = res[i * MW + j][l];
+                }
+            } else {
+                for j in 0..cols {
+                    *d.add(j) = res[i * mw + j][l];
+                }
+            }
+        }
+    }
+}
+
+/// The transforms compiled for the widest SIMD the CPU has, chosen at run time (the crate is
+/// built for the baseline x86-64 target, where they would use 4-wide SSE without FMA).
+mod simd {
+    use super::{Act, Geo, Shared, WinogradConv};
+
+    #[cfg(target_arch = "x86_64")]
+    fn level() -> u8 {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            2
+        } else if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+        {
+            1
+        } else {
+            0
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,fma")]
+    fn input_avx512(w: &WinogradConv, x: &Act, g: Geo, r: (usize, usize), v: &mut [f32]) {
+        w.input_transform_impl::<true>(x, g, r, v)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn input_avx2(w: &WinogradConv, x: &Act, g: Geo, r: (usize, usize), v: &mut [f32]) {
+        w.input_transform_impl::<true>(x, g, r, v)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,fma")]
+    fn output_avx512(w: &WinogradConv, m: &[f32], g: Geo, r: (usize, usize), d: Shared) {
+        w.output_transform_impl::<true>(m, g, r, d)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn output_avx2(w: &WinogradConv, m: &[f32], g: Geo, r: (usize, usize), d: Shared) {
+        w.output_transform_impl::<true>(m, g, r, d)
+    }
+
+    pub(super) fn input_transform(
+        w: &WinogradConv,
+        x: &Act,
+        g: Geo,
+        r: (usize, usize),
+        v: &mut [f32],
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        match level() {
+            // SAFETY: the CPU has the features (checked by `level`).
+            2 => return unsafe { input_avx512(w, x, g, r, v) },
+            1 => return unsafe { input_avx2(w, x, g, r, v) },
+            _ => {}
+        }
+        w.input_transform_impl::<false>(x, g, r, v)
+    }
+
+    pub(super) fn output_transform(
+        w: &WinogradConv,
+        m: &[f32],
+        g: Geo,
+        r: (usize, usize),
+        d: Shared,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        match level() {
+            // SAFETY: the CPU has the features (checked by `level`).
+            2 => return unsafe { output_avx512(w, m, g, r, d) },
+            1 => return unsafe { output_avx2(w, m, g, r, d) },
+            _ => {}
+        }
+        w.output_transform_impl::<false>(m, g, r, d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Direct stride-1 convolution in f64 (+ bias, ReLU).
+    #[allow(clippy::too_many_arguments)]
+    fn direct(
+        x: &Act,
+        w: &[f32],
+        b: &[f32],
+        co: usize,
+        (kh, kw): (usize, usize),
+        (ph, pw): (usize, usize),
+    ) -> Vec<f64> {
+        let (oh, ow) = (x.h + 2 * ph + 1 - kh, x.w + 2 * pw + 1 - kw);
+        let mut out = vec![0.0; co * x.n * oh * ow];
+        for o in 0..co {
+            for n in 0..x.n {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut s = f64::from(b[o]);
+                        for c in 0..x.c {
+                            for i in 0..kh {
+                                for j in 0..kw {
+                                    let iy = (oy + i) as isize - ph as isize;
+                                    let ix = (ox + j) as isize - pw as isize;
+                                    if iy < 0 || ix < 0 || iy >= x.h as isize || ix >= x.w as isize
+                                    {
+                                        continue;
+                                    }
+                                    s += f64::from(
+                                        x.data[((c * x.n + n) * x.h + iy as usize) * x.w
+                                            + ix as usize],
+                                    ) * f64::from(w[((o * x.c + c) * kh + i) * kw + j]);
+                                }
+                            }
+                        }
+                        out[((o * x.n + n) * oh + oy) * ow + ox] = s.max(0.0);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn pseudo(i: usize) -> f32 {
+        ((i * 2_654_435_761) % 1000) as f32 / 500.0 - 1.0
+    }
+
+    fn dense(mat: &Sparse, cols: usize) -> Vec<f32> {
+        let mut d = vec![0.0; mat.len() * cols];
+        for (p, row) in mat.iter().enumerate() {
+            for &(i, v) in row {
+                d[p * cols + i] = v;
+            }
+        }
+        d
+    }
+
+    #[test]
+    fn transforms_reproduce_one_dimensional_correlation() {
+        for &(m, r) in &[(2, 3), (4, 3), (2, 5), (4, 5), (2, 7), (3, 7), (4, 7)] {
+            let a = Axis::new(m, r);
+            let (bt, at) = (dense(&a.bt_nz, a.alpha), dense(&a.at_nz, a.alpha));
+            let d: Vec<f64> = (0..a.alpha).map(|i| f64::from(pseudo(i))).collect();
+            let g: Vec<f64> = (0..r).map(|i| f64::from(pseudo(i + 11))).collect();
+            let gg: Vec<f64> = (0..a.alpha)
+                .map(|p| (0..r).map(|k| a.g[p * r + k] * g[k]).sum())
+                .collect();
+            let bd: Vec<f64> = (0..a.alpha)
+                .map(|p| {
+                    (0..a.alpha)
+                        .map(|i| f64::from(bt[p * a.alpha + i]) * d[i])
+                        .sum()
+                })
+                .collect();
+            for i in 0..m {
+                let want: f64 = (0..r).map(|k| d[i + k] * g[k]).sum();
+                let got: f64 = (0..a.alpha)
+                    .map(|p| f64::from(at[i * a.alpha + p]) * gg[p] * bd[p])
+                    .sum();
+                assert!(
+                    (got - want).abs() < 1e-9,
+                    "F({m},{r}) y{i}: {got} vs {want}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn winograd_matches_direct_convolution() {
+        // Kernel, padding, tile, input size: every axis combination Inception uses, partial
+        // last tiles, and blocks that end mid-way through a SIMD group.
+        for &(ci, co, k, pad, tile, h, w) in &[
+            (5, 7, (3, 3), (1, 1), (4, 4), 9, 11),
+            (5, 7, (3, 3), (0, 0), (2, 2), 10, 9),
+            (3, 4, (5, 5), (2, 2), (2, 2), 7, 8),
+            (3, 4, (5, 5), (2, 2), (4, 4), 9, 11),
+            (4, 6, (1, 7), (0, 3), (1, 2), 9, 10),
+            (4, 6, (7, 1), (3, 0), (2, 1), 9, 10),
+            (4, 6, (1, 3), (0, 1), (1, 4), 8, 8),
+            (4, 6, (3, 1), (1, 0), (4, 1), 8, 8),
+            // Rows wide enough for whole SIMD groups of interior tiles (the gather's fast path).
+            (2, 3, (3, 3), (1, 1), (4, 4), 6, 75),
+            (2, 3, (1, 7), (0, 3), (1, 2), 4, 41),
+            (2, 3, (7, 1), (3, 0), (2, 1), 9, 35),
+        ] {
+            let n = 3;
+            let x = Act {
+                c: ci,
+                n,
+                h,
+                w,
+                data: (0..ci * n * h * w).map(pseudo).collect(),
+            };
+            let wt: Vec<f32> = (0..co * ci * k.0 * k.1).map(|i| pseudo(i + 7)).collect();
+            let b: Vec<f32> = (0..co).map(|i| pseudo(i + 3) * 0.1).collect();
+            let want = direct(&x, &wt, &b, co, k, pad);
+            // The pre-packed AVX-512 GEMM (where the CPU has it), then the `gemm` crate.
+            let mut wc = WinogradConv::new(&wt, &b, (co, ci), k, pad, tile);
+            let mut outs = vec![wc.forward(&x)];
+            if wc.u_packed.take().is_some() {
+                outs.push(wc.forward(&x));
+            }
+            for got in outs {
+                assert_eq!(got.data.len(), want.len());
+                let max = got
+                    .data
+                    .iter()
+                    .zip(&want)
+                    .map(|(&a, &b)| (f64::from(a) - b).abs())
+                    .fold(0.0, f64::max);
+                // f32 transforms and GEMM against an f64 sum of ≤ 49·5 products of magnitude ≤ 1.
+                assert!(max < 1e-4, "{k:?} tile {tile:?}: max |diff| {max}");
+            }
+        }
+    }
+}
