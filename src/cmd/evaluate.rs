@@ -16,6 +16,9 @@ recall_at_0.3, recall_at_0.5, sigma_x, sigma_area (population std, ddof=0, of th
 boxes' x-centre and area per object category, averaged over categories), num_objects,
 num_samples and, with --inception_weights, torch-fidelity's inception_score_mean/_std,
 frechet_inception_distance, kernel_inception_distance_mean/_std (samples vs real/).
+With --classifier: object_accuracy and object_accuracy_real, the classifier's top-1 accuracy on
+the crops of every object but __image__ at its ground-truth box in the samples and in the real
+images (resampled to the classifier's crop size; the real crops give the ceiling).
 
 Layout metrics use the model's predicted boxes also when --layout uses the ground-truth ones;
 __image__ is excluded. KID uses subsets of min(1000, number of images) (torch-fidelity's 1000
@@ -45,6 +48,10 @@ pub struct Args {
     /// skipped.
     #[arg(long = "inception_weights")]
     inception_weights: Option<PathBuf>,
+    /// Object classifier (made by sg2im train-classifier for the model's dataset) for
+    /// object_accuracy and object_accuracy_real; without it those are skipped.
+    #[arg(long)]
+    classifier: Option<PathBuf>,
     #[arg(long = "output_dir", default_value = "evaluation")]
     output_dir: PathBuf,
     /// Seed of the layout noise.
@@ -78,6 +85,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         samples_per_graph: args.samples_per_graph,
         layout: args.layout,
         inception_weights: args.inception_weights,
+        classifier: args.classifier,
         output_dir: args.output_dir,
         seed: args.seed,
         num_samples: args.num_samples,

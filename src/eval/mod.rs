@@ -7,6 +7,7 @@ pub mod layout;
 
 use crate::data::factory::{DataPaths, DatasetKind, DatasetOptions, Split, open_dataset};
 use crate::data::loader::Loader;
+use crate::eval::classifier::{CropSource, ObjectScorer};
 use crate::imagenet::{deprocess_to_u8_hwc, save_png_rgb};
 use crate::inference::load_generator;
 use crate::metrics::{self, Input2, MetricsOptions, Progress};
@@ -55,6 +56,8 @@ pub struct EvalOptions {
     pub samples_per_graph: usize,
     pub layout: LayoutSource,
     pub inception_weights: Option<PathBuf>,
+    /// Object classifier (`sg2im train-classifier`) for object accuracy.
+    pub classifier: Option<PathBuf>,
     pub output_dir: PathBuf,
     pub seed: u64,
     /// At most this many scene graphs of the split.
@@ -75,6 +78,9 @@ pub struct EvalReport {
     pub fidelity: IndexMap<&'static str, f64>,
     /// KID's subset size actually used: min(1000, number of images).
     pub kid_subset_size: Option<usize>,
+    /// With `--classifier`: top-1 accuracy on the generated images' and on the real images'
+    /// object crops (`None` for a source without objects).
+    pub object_accuracy: Option<(Option<f64>, Option<f64>)>,
 }
 
 impl EvalReport {
@@ -88,6 +94,10 @@ impl EvalReport {
             m.insert("sigma_x".into(), l.sigma_x.into());
             m.insert("sigma_area".into(), l.sigma_area.into());
             m.insert("num_objects".into(), l.num_objects.into());
+        }
+        if let Some((generated, real)) = self.object_accuracy {
+            m.insert("object_accuracy".into(), generated.into());
+            m.insert("object_accuracy_real".into(), real.into());
         }
         m.insert("num_samples".into(), self.num_samples.into());
         for (k, v) in &self.fidelity {
@@ -168,6 +178,24 @@ pub fn evaluate(
             opts.checkpoint.display()
         )));
     }
+    let mut scorer = match &opts.classifier {
+        Some(path) => {
+            let scorer = ObjectScorer::open(path, &model.config.vocab, device)?;
+            if scorer.meta().image_size != image_size {
+                reporter.warn(&format!(
+                    "warning: --classifier {}: trained on {}x{} images, the model draws {}x{}; \
+                     object accuracies compare best at the same size",
+                    path.display(),
+                    scorer.meta().image_size.0,
+                    scorer.meta().image_size.1,
+                    image_size.0,
+                    image_size.1
+                ));
+            }
+            Some(scorer)
+        }
+        None => None,
+    };
     let image_category = model.config.vocab.image_object().ok().map(|i| i as usize);
     let samples_dir = opts.output_dir.join("samples");
     let real_dir = opts.output_dir.join("real");
@@ -201,6 +229,9 @@ pub fn evaluate(
         for i in 0..batch.num_images {
             let rgb = deprocess_to_u8_hwc(nth_image(&batch.imgs, i, h, w), h, w);
             save_png_rgb(real_dir.join(format!("{:04}.png", first + i)), &rgb, h, w)?;
+            if let Some(sc) = scorer.as_mut() {
+                sc.add_image(CropSource::Real, &rgb, (h, w), &batch, i);
+            }
         }
         num_real += batch.num_images;
         for k in 0..k_per {
@@ -217,6 +248,9 @@ pub fn evaluate(
                 let rgb = deprocess_to_u8_hwc(nth_image(&out.imgs, i, gh, gw), gh, gw);
                 let name = format!("{:04}_{k}.png", first + i);
                 save_png_rgb(samples_dir.join(name), &rgb, gh, gw)?;
+                if let Some(sc) = scorer.as_mut() {
+                    sc.add_image(CropSource::Generated, &rgb, (gh, gw), &batch, i);
+                }
             }
             num_samples += batch.num_images;
             pairs.extend(
@@ -241,6 +275,10 @@ pub fn evaluate(
         layout: layout_metrics(&pairs, image_category),
         fidelity: IndexMap::new(),
         kid_subset_size: None,
+        object_accuracy: scorer.as_mut().map(|sc| {
+            sc.flush();
+            (sc.generated.rate(), sc.real.rate())
+        }),
     };
     if let Some(weights) = &opts.inception_weights {
         if num_real < 2 {

@@ -59,7 +59,10 @@ impl ClassifierMeta {
             ("arch".to_string(), self.arch.to_string()),
             ("crop_size".to_string(), self.crop_size.to_string()),
             ("object_vocab".to_string(), vocab),
-            ("num_classes".to_string(), self.object_vocab.len().to_string()),
+            (
+                "num_classes".to_string(),
+                self.object_vocab.len().to_string(),
+            ),
             ("dataset".to_string(), self.dataset.clone()),
             (
                 "image_size".to_string(),
@@ -94,11 +97,8 @@ impl ClassifierMeta {
                 meta.get(k).map(String::as_str).unwrap_or("")
             ))
         };
-        let num = |k: &str| -> Result<f64> {
-            get(k)?
-                .parse::<f64>()
-                .map_err(|_| bad(k, "a number"))
-        };
+        let num =
+            |k: &str| -> Result<f64> { get(k)?.parse::<f64>().map_err(|_| bad(k, "a number")) };
         let object_vocab: Vec<String> = serde_json::from_str(get("object_vocab")?)
             .map_err(|_| bad("object_vocab", "a JSON list of names"))?;
         let num_classes: usize = get("num_classes")?
@@ -208,6 +208,93 @@ impl Classifier {
             out.extend(argmax_rows(self.net.forward(x)));
         }
         out
+    }
+}
+
+/// Whose image a crop comes from, for [`ObjectScorer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CropSource {
+    Generated,
+    Real,
+}
+
+/// Object accuracy of `sg2im evaluate --classifier`: crops every object but `__image__` at its
+/// ground-truth box in generated and real images, classifies them in chunks and counts the
+/// hits separately for the two sources.
+pub struct ObjectScorer {
+    classifier: Classifier,
+    device: Device,
+    skip: Option<usize>,
+    /// Crops waiting for a forward pass, `(O, 3, S, S)` flattened, with labels and sources.
+    crops: Vec<f32>,
+    pending: Vec<(usize, CropSource)>,
+    pub generated: Accuracy,
+    pub real: Accuracy,
+}
+
+impl ObjectScorer {
+    /// Loads the classifier at `path` and checks that it names the objects of `vocab` (the
+    /// model's vocabulary) in the same order.
+    pub fn open(path: &Path, vocab: &Vocab, device: &Device) -> Result<Self> {
+        let classifier = Classifier::load(path, device)?;
+        classifier.check_vocab(vocab, path)?;
+        Ok(Self {
+            classifier,
+            device: device.clone(),
+            skip: vocab.image_object().ok().map(|i| i as usize),
+            crops: Vec::new(),
+            pending: Vec::new(),
+            generated: Accuracy::default(),
+            real: Accuracy::default(),
+        })
+    }
+
+    pub fn meta(&self) -> &ClassifierMeta {
+        &self.classifier.meta
+    }
+
+    /// Queues the objects of image `i` of `batch` cropped from `rgb` (`(H, W, 3)` uint8, the
+    /// image as written to `samples/` or `real/`) at the batch's ground-truth boxes.
+    pub fn add_image(
+        &mut self,
+        source: CropSource,
+        rgb: &[u8],
+        size: (usize, usize),
+        batch: &crate::data::Batch,
+        i: usize,
+    ) {
+        let (objs, boxes): (Vec<i64>, Vec<[f32; 4]>) = batch
+            .objs
+            .iter()
+            .zip(&batch.boxes)
+            .zip(&batch.obj_to_img)
+            .filter(|(_, img)| **img == i as i64)
+            .map(|((o, b), _)| (*o, *b))
+            .unzip();
+        let s = self.classifier.meta.crop_size;
+        let (crops, labels) = object_crops(rgb, size, &objs, &boxes, self.skip, s);
+        self.crops.extend(crops);
+        self.pending.extend(labels.into_iter().map(|l| (l, source)));
+        if self.pending.len() >= PREDICT_CHUNK {
+            self.flush();
+        }
+    }
+
+    /// Classifies every queued crop.
+    pub fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let predicted = self.classifier.predict(&self.crops, &self.device);
+        for (p, (label, source)) in predicted.iter().zip(&self.pending) {
+            let acc = match source {
+                CropSource::Generated => &mut self.generated,
+                CropSource::Real => &mut self.real,
+            };
+            acc.add(&[*p], &[*label]);
+        }
+        self.crops.clear();
+        self.pending.clear();
     }
 }
 
@@ -332,10 +419,14 @@ mod tests {
         let mut md = m.to_metadata();
         assert_eq!(ClassifierMeta::from_metadata(&md, "f").unwrap(), m);
         md.insert("num_classes".into(), "4".into());
-        let err = ClassifierMeta::from_metadata(&md, "f").unwrap_err().to_string();
+        let err = ClassifierMeta::from_metadata(&md, "f")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("num_classes") && err.contains("(3)"), "{err}");
         md.insert("format".into(), "sg2im-rs/model/1".into());
-        let err = ClassifierMeta::from_metadata(&md, "f").unwrap_err().to_string();
+        let err = ClassifierMeta::from_metadata(&md, "f")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not an sg2im-rs object classifier"), "{err}");
     }
 

@@ -199,7 +199,9 @@ impl BasicBlock {
     /// `(N, C_in, H, W) → (N, C_out, H/s, W/s)` (`s` the block's stride, rounded up).
     fn forward(&mut self, x: Tensor<4>) -> Tensor<4> {
         let relu = Activation::Relu;
-        let y = self.bn1.forward4(self.conv1.forward(x.clone()), Some(&relu));
+        let y = self
+            .bn1
+            .forward4(self.conv1.forward(x.clone()), Some(&relu));
         let y = self.bn2.forward4(self.conv2.forward(y), None);
         let shortcut = match &mut self.downsample {
             Some(d) => d.bn.forward4(d.conv.forward(x), None),
@@ -353,7 +355,10 @@ mod tests {
         let get = |k: &str| s.iter().find(|(n, _)| n == k).map(|(_, d)| d.clone());
         assert_eq!(get("conv1.weight"), Some(vec![64, 3, 7, 7]));
         assert_eq!(get("layer1.0.conv1.weight"), Some(vec![64, 64, 3, 3]));
-        assert_eq!(get("layer2.0.downsample.0.weight"), Some(vec![128, 64, 1, 1]));
+        assert_eq!(
+            get("layer2.0.downsample.0.weight"),
+            Some(vec![128, 64, 1, 1])
+        );
         assert_eq!(get("layer2.0.downsample.1.running_var"), Some(vec![128]));
         assert_eq!(get("layer1.0.downsample.0.weight"), None);
         assert_eq!(get("layer4.1.bn2.bias"), Some(vec![512]));

@@ -196,7 +196,9 @@ pub fn train_classifier(
         return Err(Error::invalid("--crop_size 0: expected a positive integer"));
     }
     if opts.batch_size == 0 {
-        return Err(Error::invalid("--batch_size 0: expected a positive integer"));
+        return Err(Error::invalid(
+            "--batch_size 0: expected a positive integer",
+        ));
     }
     if !(opts.learning_rate.is_finite() && opts.learning_rate > 0.0) {
         return Err(Error::invalid(format!(
