@@ -4,8 +4,9 @@
 //! and every bad input is one line with exit code 2.
 
 use sg2im::data::factory::{DatasetKind, DatasetOptions, Split, open_dataset};
-use sg2im::eval::classifier::{Classifier, ClassifierArch, FORMAT, majority_rate};
+use sg2im::eval::classifier::{Classifier, ClassifierArch, FORMAT, ResNet, majority_rate};
 use sg2im::io::safetensors_io::{read_safetensors, write_safetensors};
+use sg2im::model::params::state_map;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -229,4 +230,113 @@ fn bad_inputs_get_one_line() {
             &format!("index 5 (\"purple blob\" vs {was:?})"),
         ],
     );
+}
+
+/// A torchvision-style ResNet-18 state dict (ImageNet's 1000 classes, `num_batches_tracked`
+/// scalars as torchvision writes them) from a seeded initialisation, in `torch.save` format.
+fn resnet18_pth(path: &Path) -> Vec<f32> {
+    use rand::SeedableRng;
+    use sg2im::io::torch::{PyValue, TorchTensor, save_legacy};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let net = ResNet::init(
+        ClassifierArch::Resnet18,
+        1000,
+        &Default::default(),
+        &mut rng,
+    );
+    let mut items = Vec::new();
+    let mut conv1 = Vec::new();
+    for (k, v) in state_map(&net) {
+        let values = v.convert::<f32>().try_to_vec::<f32>().unwrap();
+        if k == "conv1.weight" {
+            conv1 = values.clone();
+        }
+        let shape = net_shape(&net, &k);
+        items.push((
+            PyValue::Str(k.clone()),
+            PyValue::Tensor(TorchTensor::from_f32(shape, &values)),
+        ));
+        if let Some(bn) = k.strip_suffix(".running_var") {
+            items.push((
+                PyValue::Str(format!("{bn}.num_batches_tracked")),
+                PyValue::Tensor(TorchTensor::from_i64(vec![], &[0])),
+            ));
+        }
+    }
+    save_legacy(path, &PyValue::Dict(items)).unwrap();
+    conv1
+}
+
+fn net_shape(net: &ResNet, key: &str) -> Vec<usize> {
+    sg2im::model::params::shapes(net)
+        .into_iter()
+        .find(|(k, _)| k == key)
+        .unwrap()
+        .1
+}
+
+#[test]
+fn resnet18_starts_from_torchvision_weights_with_a_fresh_fc() {
+    let dir = tmp("resnet18");
+    let pth = dir.join("resnet18.pth");
+    let conv1 = resnet18_pth(&pth);
+    let out = dir.join("c18.safetensors");
+    let lr = 1e-3;
+    let train = |arch: &str, out: &Path| {
+        sg2im(&[
+            "train-classifier",
+            "--dataset",
+            "shapes",
+            "--arch",
+            arch,
+            "--init_from",
+            s(&pth),
+            "--image_size",
+            "32,32",
+            "--shapes_num_train",
+            "8",
+            "--shapes_num_val",
+            "4",
+            "--num_iterations",
+            "2",
+            "--batch_size",
+            "8",
+            "--learning_rate",
+            &lr.to_string(),
+            "--progress",
+            "0",
+            "--output",
+            s(out),
+        ])
+    };
+    ok(train("resnet18", &out));
+    let c = Classifier::load(&out, &Default::default()).unwrap();
+    assert_eq!(c.meta.arch, ClassifierArch::Resnet18);
+    assert_eq!(c.net.num_classes(), 39);
+    // Two Adam steps move a weight by about lr each (at most a few lr): the stem still holds
+    // the file's weights, not a fresh draw (whose values are of order 0.1).
+    let trained = c.net.conv1.weight.to_data().try_to_vec::<f32>().unwrap();
+    let moved = conv1
+        .iter()
+        .zip(&trained)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(moved <= 4.0 * 2.0 * lr as f32, "conv1 moved by {moved}");
+    // The same weights do not fit the small network: one line naming a tensor.
+    assert_one_line_error(
+        &train("resnet8", &dir.join("c8.safetensors")),
+        &["--init_from", "resnet18.pth", "conv1.weight"],
+    );
+    let missing = sg2im(&[
+        "train-classifier",
+        "--dataset",
+        "shapes",
+        "--arch",
+        "resnet18",
+        "--init_from",
+        s(&dir.join("missing.pth")),
+        "--output",
+        s(&dir.join("x.safetensors")),
+    ]);
+    assert_one_line_error(&missing, &["--init_from", "missing.pth", "no such file"]);
 }

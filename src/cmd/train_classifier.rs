@@ -20,8 +20,12 @@ The output is one safetensors file: the network's weights under torchvision's na
 metadata format, arch, crop_size, object_vocab, num_classes, dataset, image_size,
 val_accuracy, val_majority_rate, num_iterations.
 
-Example (no download, a few minutes on 2 CPU cores):
-  sg2im train-classifier --dataset shapes --output classifier_shapes.safetensors";
+Examples:
+  sg2im train-classifier --dataset shapes --output classifier_shapes.safetensors
+      (no download, a few minutes on 2 CPU cores)
+  sg2im train-classifier --dataset coco --arch resnet18 --init_from resnet18-f37072fd.pth \\
+      --learning_rate 1e-4 --output classifier_coco.safetensors
+      (torchvision's ImageNet weights, fine-tuned on COCO's object crops)";
 
 fn parse_device(s: &str) -> Result<DeviceChoice, String> {
     s.parse().map_err(|e: sg2im::Error| e.to_string())
@@ -37,6 +41,11 @@ pub struct Args {
     // Parsed in `run`, so a bad name is one line of the crate's error, not clap's usage block.
     #[arg(long, default_value = "resnet8")]
     arch: String,
+    /// Start from these weights: a PyTorch state dict with torchvision's key names (e.g.
+    /// torchvision's resnet18-f37072fd.pth with --arch resnet18). Its fc layer is replaced by a
+    /// fresh one for the dataset's objects.
+    #[arg(long = "init_from")]
+    init_from: Option<PathBuf>,
     /// Side of the square crops the network sees.
     #[arg(long = "crop_size", default_value_t = 32)]
     crop_size: usize,
@@ -73,6 +82,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         learning_rate: a.learning_rate,
         seed: a.seed,
         device: a.device,
+        init_from: a.init_from,
     };
     let console = Console::new(a.progress);
     let start = std::time::Instant::now();

@@ -14,7 +14,7 @@ use crate::data::loader::Loader;
 use crate::device::DeviceChoice;
 use crate::imagenet::deprocess_to_u8_hwc;
 use crate::model::losses::cross_entropy;
-use crate::model::params::{Params, to_device};
+use crate::model::params::{Params, load_state_dict, state_map, to_device};
 use crate::report::Reporter;
 use crate::train::TrainArgs;
 use crate::train::adam::{Adam, AdamConfig};
@@ -22,6 +22,7 @@ use crate::train::args::{parse_bool, parse_image_size, parse_str_tuple};
 use crate::train::data::build_datasets;
 use crate::{Error, Result};
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use indexmap::IndexMap;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -166,6 +167,9 @@ pub struct TrainClassifierOptions {
     pub learning_rate: f64,
     pub seed: u64,
     pub device: DeviceChoice,
+    /// A PyTorch state dict (torchvision's `resnet18` weights, `.pth`) to start from; its
+    /// `fc` is replaced by a fresh layer for the dataset's vocabulary.
+    pub init_from: Option<PathBuf>,
 }
 
 /// What a finished run reports.
@@ -224,6 +228,13 @@ pub fn train_classifier(
 
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(opts.seed);
     let mut net = ResNet::init(opts.arch, num_classes, &plain, &mut rng);
+    if let Some(path) = &opts.init_from {
+        load_pretrained(&mut net, path, &plain)?;
+        reporter.info(&format!(
+            "{}: weights loaded, fc replaced by a fresh {num_classes}-class layer",
+            path.display()
+        ));
+    }
     to_device(&mut net, &train_device, true);
     net.set_training(true);
     let mut adam = Adam::new(AdamConfig::with_lr(opts.learning_rate));
@@ -317,6 +328,29 @@ pub fn train_classifier(
         num_val_crops: acc.total,
         final_loss,
     })
+}
+
+/// Loads every tensor but `fc.*` from a PyTorch state dict (zip or legacy `torch.save`
+/// format, keys as torchvision names them, `module.` prefixes dropped) into `net`; `fc` keeps
+/// its fresh initialisation, since the file's classes are not the dataset's. Strict otherwise:
+/// a missing, extra or misshapen tensor is an error naming it.
+fn load_pretrained(net: &mut ResNet, path: &std::path::Path, device: &Device) -> Result<()> {
+    let what = format!("--init_from {}", path.display());
+    if !path.is_file() {
+        return Err(Error::invalid(format!("{what}: no such file")));
+    }
+    let root = crate::io::torch::load(path)?;
+    // torchvision saves the bare state dict; training scripts often wrap it.
+    let dict = root.get("state_dict").unwrap_or(&root);
+    let mut state: IndexMap<String, TensorData> = crate::io::torch::state_dict(dict, &what)?
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("fc."))
+        .map(|(k, t)| (k, TensorData::new(t.to_f32(), t.shape.clone())))
+        .collect();
+    for (k, v) in state_map(&net.fc) {
+        state.insert(format!("fc.{k}"), v);
+    }
+    load_state_dict(net, &state, device, &what)
 }
 
 /// The crops of every image of a batch (the images ImageNet-normalised, as datasets give
