@@ -27,10 +27,6 @@ Examples:
       --learning_rate 1e-4 --output classifier_coco.safetensors
       (torchvision's ImageNet weights, fine-tuned on COCO's object crops)";
 
-fn parse_device(s: &str) -> Result<DeviceChoice, String> {
-    s.parse().map_err(|e: sg2im::Error| e.to_string())
-}
-
 #[derive(clap::Args, Debug)]
 #[command(args_override_self = true, after_help = AFTER_HELP)]
 pub struct Args {
@@ -61,8 +57,8 @@ pub struct Args {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// cpu, gpu, cuda or vulkan.
-    #[arg(long, default_value = "cpu", value_parser = parse_device)]
-    device: DeviceChoice,
+    #[arg(long, default_value = "cpu")]
+    device: String,
     /// Show a progress bar (only drawn on a terminal).
     #[arg(long, default_value = "1", value_parser = sg2im::train::args::parse_bool, action = clap::ArgAction::Set)]
     progress: bool,
@@ -72,6 +68,7 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     let arch: ClassifierArch = a.arch.parse()?;
+    let device: DeviceChoice = a.device.parse()?;
     let opts = TrainClassifierOptions {
         data: a.data,
         output: a.output,
@@ -81,7 +78,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         batch_size: a.batch_size,
         learning_rate: a.learning_rate,
         seed: a.seed,
-        device: a.device,
+        device,
         init_from: a.init_from,
     };
     let console = Console::new(a.progress);

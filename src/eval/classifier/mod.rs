@@ -263,14 +263,7 @@ impl ObjectScorer {
         batch: &crate::data::Batch,
         i: usize,
     ) {
-        let (objs, boxes): (Vec<i64>, Vec<[f32; 4]>) = batch
-            .objs
-            .iter()
-            .zip(&batch.boxes)
-            .zip(&batch.obj_to_img)
-            .filter(|(_, img)| **img == i as i64)
-            .map(|((o, b), _)| (*o, *b))
-            .unzip();
+        let (objs, boxes) = objects_of_image(batch, i);
         let s = self.classifier.meta.crop_size;
         let (crops, labels) = object_crops(rgb, size, &objs, &boxes, self.skip, s);
         self.crops.extend(crops);
@@ -308,6 +301,18 @@ fn argmax_rows(scores: Tensor<2>) -> Vec<usize> {
         .into_iter()
         .map(|i| i as usize)
         .collect()
+}
+
+/// The objects of image `i` of a packed batch: `(O_i,)` categories and `(O_i, 4)` boxes.
+pub fn objects_of_image(batch: &crate::data::Batch, i: usize) -> (Vec<i64>, Vec<[f32; 4]>) {
+    batch
+        .objs
+        .iter()
+        .zip(&batch.boxes)
+        .zip(&batch.obj_to_img)
+        .filter(|(_, img)| **img == i as i64)
+        .map(|((o, b), _)| (*o, *b))
+        .unzip()
 }
 
 /// The crops of one image's objects at their boxes, `__image__` (`skip`) left out.

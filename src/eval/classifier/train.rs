@@ -365,14 +365,7 @@ fn batch_crops(
     let mut labels = Vec::new();
     for i in 0..batch.num_images {
         let rgb = deprocess_to_u8_hwc(&batch.imgs[i * 3 * h * w..(i + 1) * 3 * h * w], h, w);
-        let (objs, boxes): (Vec<i64>, Vec<[f32; 4]>) = batch
-            .objs
-            .iter()
-            .zip(&batch.boxes)
-            .zip(&batch.obj_to_img)
-            .filter(|(_, img)| **img == i as i64)
-            .map(|((o, b), _)| (*o, *b))
-            .unzip();
+        let (objs, boxes) = super::objects_of_image(batch, i);
         let (c, l) = super::object_crops(&rgb, (h, w), &objs, &boxes, skip, size);
         crops.extend(c);
         labels.extend(l);
