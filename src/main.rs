@@ -45,6 +45,8 @@ enum Command {
     Metrics(cmd::metrics::Args),
     /// Score a checkpoint with the paper's protocol: layout metrics, IS/FID/KID of its samples.
     Evaluate(cmd::evaluate::Args),
+    /// Train the object classifier behind `evaluate --classifier` on real object crops.
+    TrainClassifier(cmd::train_classifier::Args),
     /// Serve the scene-graph studio: an interactive page and a JSON API over one model.
     Serve(cmd::serve::Args),
 }
@@ -76,6 +78,7 @@ fn main() -> ExitCode {
         Command::Metrics(a) => cmd::metrics::run(a),
         Command::Serve(a) => cmd::serve::run(a),
         Command::Evaluate(a) => cmd::evaluate::run(a),
+        Command::TrainClassifier(a) => cmd::train_classifier::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -18,6 +18,9 @@ num_samples and, with --inception_weights, torch-fidelity's inception_score_mean
 frechet_inception_distance, kernel_inception_distance_mean/_std (samples vs real/) and
 scene_fid: FID of the objects' crops at their ground-truth boxes, generated vs real
 (crops/samples/, crops/real/; num_object_crops counts the generated ones).
+With --classifier: object_accuracy and object_accuracy_real, the classifier's top-1 accuracy on
+the crops of every object but __image__ at its ground-truth box in the samples and in the real
+images (resampled to the classifier's crop size; the real crops give the ceiling).
 
 Sample k of every graph is drawn with the dataset's random choices of pass k (COCO's and
 shapes' geometric relationships are drawn afresh for every sample, as in the paper). Layout
@@ -51,6 +54,10 @@ pub struct Args {
     /// skipped.
     #[arg(long = "inception_weights")]
     inception_weights: Option<PathBuf>,
+    /// Object classifier (made by sg2im train-classifier for the model's dataset) for
+    /// object_accuracy and object_accuracy_real; without it those are skipped.
+    #[arg(long)]
+    classifier: Option<PathBuf>,
     #[arg(long = "output_dir", default_value = "evaluation")]
     output_dir: PathBuf,
     /// Seed of the layout noise.
@@ -84,6 +91,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         samples_per_graph: args.samples_per_graph,
         layout: args.layout,
         inception_weights: args.inception_weights,
+        classifier: args.classifier,
         output_dir: args.output_dir,
         seed: args.seed,
         num_samples: args.num_samples,

@@ -15,3 +15,4 @@ pub mod sample_images;
 pub mod serve;
 pub mod strip_checkpoint;
 pub mod train;
+pub mod train_classifier;

@@ -1,11 +1,13 @@
 //! The paper's evaluation protocol for a checkpoint (`sg2im evaluate`) and the object
 //! classifier behind object accuracy (`sg2im train-classifier`).
 
+pub mod classifier;
 pub mod crops;
 pub mod layout;
 
 use crate::data::factory::{DataPaths, DatasetKind, DatasetOptions, Split, open_dataset};
 use crate::data::loader::Loader;
+use crate::eval::classifier::{CropSource, ObjectScorer};
 use crate::imagenet::{deprocess_to_u8_hwc, save_png_rgb};
 use crate::inference::load_generator;
 use crate::metrics::{self, Input2, MetricsOptions, Progress};
@@ -57,6 +59,8 @@ pub struct EvalOptions {
     pub samples_per_graph: usize,
     pub layout: LayoutSource,
     pub inception_weights: Option<PathBuf>,
+    /// Object classifier (`sg2im train-classifier`) for object accuracy.
+    pub classifier: Option<PathBuf>,
     pub output_dir: PathBuf,
     pub seed: u64,
     /// At most this many scene graphs of the split.
@@ -79,6 +83,9 @@ pub struct EvalReport {
     pub kid_subset_size: Option<usize>,
     /// Object crops per side of SceneFID (generated; the real side has one per real object).
     pub num_object_crops: Option<usize>,
+    /// With `--classifier`: top-1 accuracy on the generated images' and on the real images'
+    /// object crops (`None` for a source without objects).
+    pub object_accuracy: Option<(Option<f64>, Option<f64>)>,
 }
 
 impl EvalReport {
@@ -92,6 +99,10 @@ impl EvalReport {
             m.insert("sigma_x".into(), l.sigma_x.into());
             m.insert("sigma_area".into(), l.sigma_area.into());
             m.insert("num_objects".into(), l.num_objects.into());
+        }
+        if let Some((generated, real)) = self.object_accuracy {
+            m.insert("object_accuracy".into(), generated.into());
+            m.insert("object_accuracy_real".into(), real.into());
         }
         m.insert("num_samples".into(), self.num_samples.into());
         for (k, v) in &self.fidelity {
@@ -181,6 +192,24 @@ pub fn evaluate(
             opts.checkpoint.display()
         )));
     }
+    let mut scorer = match &opts.classifier {
+        Some(path) => {
+            let scorer = ObjectScorer::open(path, &model.config.vocab, device)?;
+            if scorer.meta().image_size != image_size {
+                reporter.warn(&format!(
+                    "warning: --classifier {}: trained on {}x{} images, the model draws {}x{}; \
+                     object accuracies compare best at the same size",
+                    path.display(),
+                    scorer.meta().image_size.0,
+                    scorer.meta().image_size.1,
+                    image_size.0,
+                    image_size.1
+                ));
+            }
+            Some(scorer)
+        }
+        None => None,
+    };
     let image_category = model.config.vocab.image_object().ok().map(|i| i as usize);
     let scene_fid = opts.inception_weights.is_some();
     let out = Staging::create(&opts.output_dir, scene_fid)?;
@@ -232,6 +261,9 @@ pub fn evaluate(
                     if scene_fid {
                         write_crops(&out.crops_real, &name, &rgb, (h, w), &objects(i))?;
                     }
+                    if let Some(sc) = scorer.as_mut() {
+                        sc.add_image(CropSource::Real, &rgb, (h, w), &batch, i);
+                    }
                 }
                 num_real += batch.num_images;
             }
@@ -252,6 +284,9 @@ pub fn evaluate(
                     let boxes = objects(i);
                     write_crops(&out.crops_samples, &name, &rgb, (gh, gw), &boxes)?;
                     num_crops += boxes.len();
+                }
+                if let Some(sc) = scorer.as_mut() {
+                    sc.add_image(CropSource::Generated, &rgb, (gh, gw), &batch, i);
                 }
             }
             num_samples += batch.num_images;
@@ -279,6 +314,10 @@ pub fn evaluate(
         fidelity: IndexMap::new(),
         kid_subset_size: None,
         num_object_crops: None,
+        object_accuracy: scorer.as_mut().map(|sc| {
+            sc.flush();
+            (sc.generated.rate(), sc.real.rate())
+        }),
     };
     if let Some(weights) = &opts.inception_weights {
         if num_real < 2 {
