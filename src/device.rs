@@ -215,29 +215,47 @@ mod gpu {
         })?
     }
 
-    /// Runs `f`, turning a panic into its message; the panic is not printed (the caller reports
-    /// it as one line). Other threads' panics still reach the previous hook.
+    /// Runs `f`, turning a panic into its message; no panic is printed (the caller reports it
+    /// as one line). The backends run kernels on worker threads of their own, and a missing
+    /// driver library panics there (CUDA: "Unable to dynamically load the \"cuda\" shared
+    /// library …") while `f` only sees a closed channel; so while `f` runs, panics on every
+    /// thread are captured, and the first one's message is the one returned. The probe runs
+    /// before any other work starts, so no unrelated panic is swallowed.
     pub(super) fn quietly<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
         use std::panic;
-        use std::sync::Arc;
+        use std::sync::{Arc, Mutex};
         let prev: Arc<dyn Fn(&panic::PanicHookInfo<'_>) + Send + Sync> =
             Arc::from(panic::take_hook());
-        let me = std::thread::current().id();
-        let fwd = prev.clone();
+        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let record = seen.clone();
         panic::set_hook(Box::new(move |info| {
-            if std::thread::current().id() != me {
-                fwd(info)
+            let msg = info.payload_as_str().unwrap_or("the backend panicked");
+            if let Ok(mut seen) = record.lock() {
+                seen.push(msg.to_string());
             }
         }));
         let out = panic::catch_unwind(panic::AssertUnwindSafe(f));
         panic::set_hook(Box::new(move |info| prev(info)));
-        out.map_err(|payload| {
-            payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "the backend panicked".to_string())
+        out.map_err(|_| {
+            let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
+            // The worker's panic (the cause) comes before the caller's (a closed channel).
+            let first = seen
+                .first()
+                .map(String::as_str)
+                .unwrap_or("the backend panicked");
+            shorten(first)
         })
+    }
+
+    /// The first sentence of a driver message, at most 200 characters: cudarc's missing-library
+    /// panic goes on to list thirty-odd file names.
+    fn shorten(msg: &str) -> String {
+        let msg = msg.split(" - ").next().unwrap_or(msg).trim();
+        if msg.chars().count() > 200 {
+            format!("{}…", msg.chars().take(200).collect::<String>())
+        } else {
+            msg.to_string()
+        }
     }
 }
 
@@ -297,5 +315,25 @@ mod tests {
         let r = gpu::quietly(|| -> u8 { panic!("driver said {n}") });
         assert_eq!(r.unwrap_err(), "driver said 7");
         assert_eq!(gpu::quietly(|| 3), Ok(3));
+    }
+
+    #[test]
+    fn a_worker_threads_panic_is_the_reported_cause() {
+        // As CUDA without libcuda: the backend's worker panics, the caller sees a closed channel.
+        let r = gpu::quietly(|| -> u8 {
+            let (tx, rx) = std::sync::mpsc::channel::<u8>();
+            std::thread::spawn(move || {
+                let _tx = tx;
+                panic!(
+                    "Unable to dynamically load the \"cuda\" shared library - searched for \
+                     library names: [\"libcuda.so\"]"
+                )
+            });
+            rx.recv().unwrap()
+        });
+        assert_eq!(
+            r.unwrap_err(),
+            "Unable to dynamically load the \"cuda\" shared library"
+        );
     }
 }

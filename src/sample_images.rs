@@ -122,7 +122,7 @@ impl SampleOptions {
     /// The data files the flags name.
     pub fn paths(&self) -> DataPaths {
         DataPaths {
-            vg_h5: self.vg_h5.clone(),
+            vg_h5: Some(self.vg_h5.clone()),
             vg_image_dir: self.vg_image_dir.clone(),
             coco_image_dir: self.coco_image_dir.clone(),
             instances_json: self.instances_json.clone(),
@@ -234,6 +234,7 @@ pub fn sample_checkpoint(
         .map_err(|e| Error::invalid(format!("--image_size: {e}")))?;
     let data_opts = DatasetOptions::from_stored_args(
         opts.dataset,
+        Split::Val,
         bundle.args.as_ref().and_then(Value::as_object),
         checkpoint,
         &opts.paths(),

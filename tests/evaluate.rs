@@ -249,9 +249,22 @@ fn bad_inputs_get_one_line() {
         ]),
         &["--inception_weights", "no_inception.pth"],
     );
+    // VG's test split reads datasets/vg/test.h5 unless --vg_h5 says otherwise.
     assert_one_line_error(
-        &sg2im(&["evaluate", "--checkpoint", s(trained()), "--split", "test"]),
-        &["--split test"],
+        &sg2im(&[
+            "evaluate",
+            "--checkpoint",
+            s(trained()),
+            "--dataset",
+            "vg",
+            "--split",
+            "test",
+            "--vg_image_dir",
+            s(&dir),
+            "--output_dir",
+            s(&dir.join("out")),
+        ]),
+        &["--vg_h5", "datasets/vg/test.h5", "no such file"],
     );
     // A shapes model on a COCO split: the vocabularies differ.
     let data = dir.join("coco");
@@ -287,6 +300,46 @@ fn bad_inputs_get_one_line() {
         ]),
         &["vocabulary", "not trained on this dataset"],
     );
+}
+
+/// `--split test` evaluates on the shapes test scenes (their own seed), and the report says so.
+#[test]
+fn the_test_split_is_its_own_scenes() {
+    let out = tmp("split-test").join("eval");
+    let stdout = ok(sg2im(&[
+        "evaluate",
+        "--checkpoint",
+        s(trained()),
+        "--split",
+        "test",
+        "--num_samples",
+        "3",
+        "--output_dir",
+        s(&out),
+    ]))
+    .stdout;
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(
+        (&report["dataset"], &report["split"]),
+        (&"shapes".into(), &"test".into())
+    );
+    assert!(String::from_utf8_lossy(&stdout).contains("test"));
+    let test = ShapesDataset::new(ShapesConfig {
+        image_size: (16, 16),
+        mask_size: 4,
+        num_images: 8,
+        seed: sg2im::data::factory::SHAPES_TEST_SEED,
+        ..ShapesConfig::default()
+    })
+    .unwrap();
+    let real = pngs(&out.join("real"));
+    assert_eq!(real.len(), 3);
+    for (i, name) in real.iter().enumerate() {
+        let want = sg2im::imagenet::deprocess_to_u8_hwc(&test.get(i, 0).unwrap().image, 16, 16);
+        let (rgb, _, _) = sg2im::data::image::load_rgb(out.join("real").join(name)).unwrap();
+        assert_eq!(rgb, want, "real/{name} is not test scene {i}");
+    }
 }
 
 /// Sample k of a graph uses pass k of the dataset: the same images and objects, relationships

@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use sg2im::data::DatasetKind;
-use sg2im::data::factory::DataPaths;
+use sg2im::data::factory::{DataPaths, Split};
 use sg2im::device::DeviceChoice;
 use sg2im::eval::{EvalOptions, LayoutSource, evaluate};
 use std::path::PathBuf;
@@ -27,7 +27,7 @@ shapes' geometric relationships are drawn afresh for every sample, as in the pap
 metrics use the model's predicted boxes also when --layout uses the ground-truth ones;
 __image__ is excluded. KID uses subsets of min(1000, number of images) (torch-fidelity's 1000
 exceeds small splits; the size used is kid_subset_size in report.json) and IS min(10, n)
-splits. Only the validation split is available (the dataset factory has no test split).
+splits.
 The folders are written in a staging folder and replace the output_dir's samples/, real/ and
 crops/ only when the run succeeds.";
 
@@ -41,9 +41,11 @@ pub struct Args {
     /// coco, vg or shapes [default: the dataset stored in the checkpoint's arguments].
     #[arg(long)]
     dataset: Option<DatasetKind>,
-    /// val (the only split the dataset factory opens for a trained model).
+    /// val or test. VG: --vg_h5 defaults to the split's file; COCO: test is the paper's 2048
+    /// filtered val2017 images after the first 1024 (the original code has no COCO test
+    /// split); shapes: the test scenes (their own seed, as many as --shapes_num_val).
     #[arg(long, default_value = "val")]
-    split: String,
+    split: Split,
     /// Generated images per scene graph (the paper: 5 per COCO image, 1 per VG image).
     #[arg(long = "samples_per_graph", default_value_t = 1)]
     samples_per_graph: usize,
@@ -77,16 +79,11 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    if args.split != "val" {
-        anyhow::bail!(
-            "--split {}: only val is available for a trained model",
-            args.split
-        );
-    }
     let device = args.device.parse::<DeviceChoice>()?.device()?;
     let opts = EvalOptions {
         checkpoint: args.checkpoint,
         dataset: args.dataset,
+        split: args.split,
         paths: args.paths,
         samples_per_graph: args.samples_per_graph,
         layout: args.layout,

@@ -3,10 +3,10 @@
 //! sample or evaluate a trained model fill them from the training arguments stored in its
 //! checkpoint with [`DatasetOptions::from_stored_args`].
 
-use crate::data::SceneGraphDataset;
 use crate::data::coco::{CocoConfig, CocoFlags, CocoSceneGraphDataset};
 use crate::data::synthetic::{ShapesConfig, ShapesDataset};
 use crate::data::vg::{VgConfig, VgSceneGraphDataset};
+use crate::data::{Sample, SceneGraphDataset};
 use crate::report::Reporter;
 use crate::vocab::Vocab;
 use crate::{Error, Result};
@@ -47,18 +47,45 @@ impl std::fmt::Display for DatasetKind {
     }
 }
 
-/// Which part of a dataset. The paths of COCO and VG name the split's files; the built-in
-/// `shapes` scenes are generated from a different dataset seed per split.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which part of a dataset. The paths of COCO and VG name the split's files (VG's `test.h5`;
+/// COCO-Stuff's test images are the filtered val2017 images after the first
+/// [`COCO_VAL_IMAGES`], see [`open_dataset`]); the built-in `shapes` scenes are generated from a
+/// different dataset seed per split. A command line names only `val` and `test`: training
+/// chooses its splits itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Split {
+    #[value(skip)]
     Train,
     Val,
+    Test,
 }
+
+impl Split {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Val => "val",
+            Split::Test => "test",
+        }
+    }
+}
+
+impl std::fmt::Display for Split {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The paper's COCO-Stuff division of the filtered val2017 images: the first 1024 are the
+/// validation set (`train.py`'s `--num_val_samples`), the next 2048 the test set.
+pub const COCO_VAL_IMAGES: usize = 1024;
+pub const COCO_TEST_IMAGES: usize = 2048;
 
 /// Dataset seeds of the `shapes` splits. They do not depend on `--seed`, so runs with different
 /// seeds see the same data.
 pub const SHAPES_TRAIN_SEED: u64 = 0;
 pub const SHAPES_VAL_SEED: u64 = 1;
+pub const SHAPES_TEST_SEED: u64 = 2;
 
 /// Everything that selects the samples of one split; each kind reads its own fields.
 #[derive(Debug, Clone, PartialEq)]
@@ -107,6 +134,10 @@ impl Default for DatasetOptions {
 /// Opens split `split` of dataset `kind`. Images are ImageNet-normalised, as every consumer of
 /// the original's datasets expects. What the original printed while reading the files goes to
 /// `reporter`.
+///
+/// COCO's files are val2017's for both `Val` and `Test`: `Test` is the paper's test set, the
+/// filtered images after the first [`COCO_VAL_IMAGES`] (at most [`COCO_TEST_IMAGES`], capped
+/// further by `max_samples`). The original code has no COCO test split.
 pub fn open_dataset(
     kind: DatasetKind,
     split: Split,
@@ -114,6 +145,29 @@ pub fn open_dataset(
     reporter: &dyn Reporter,
 ) -> Result<Arc<dyn SceneGraphDataset>> {
     Ok(match kind {
+        DatasetKind::Coco if split == Split::Test => {
+            let n = opts
+                .max_samples
+                .map_or(COCO_TEST_IMAGES, |n| n.min(COCO_TEST_IMAGES));
+            let ds = open_coco(&DatasetOptions {
+                max_samples: Some(COCO_VAL_IMAGES + n),
+                ..opts.clone()
+            })?;
+            for w in ds.warnings() {
+                reporter.warn(w);
+            }
+            if ds.len() <= COCO_VAL_IMAGES && n > 0 {
+                return Err(Error::invalid(format!(
+                    "{} {}: the COCO-Stuff test split is the filtered images after the first \
+                     {COCO_VAL_IMAGES} (the paper's {COCO_VAL_IMAGES} val / {COCO_TEST_IMAGES} test \
+                     division of val2017), but this file leaves only {} images",
+                    opts.coco.flags.instances_json,
+                    opts.coco.instances_json.display(),
+                    ds.len()
+                )));
+            }
+            Arc::new(Skip::new(ds, COCO_VAL_IMAGES))
+        }
         DatasetKind::Coco => {
             let ds = open_coco(opts)?;
             for w in ds.warnings() {
@@ -173,6 +227,7 @@ fn open_shapes(split: Split, opts: &DatasetOptions) -> Result<ShapesDataset> {
         seed: match split {
             Split::Train => SHAPES_TRAIN_SEED,
             Split::Val => SHAPES_VAL_SEED,
+            Split::Test => SHAPES_TEST_SEED,
         },
     })
     .map_err(|e| Error::invalid(format!("--dataset shapes: {e}")))
@@ -185,8 +240,9 @@ fn open_shapes(split: Split, opts: &DatasetOptions) -> Result<ShapesDataset> {
 /// flattened into both commands; defaults are `sample_images.py`'s).
 #[derive(Debug, Clone, PartialEq, clap::Args)]
 pub struct DataPaths {
-    #[arg(long = "vg_h5", default_value = "datasets/vg/val.h5")]
-    pub vg_h5: PathBuf,
+    /// [default: datasets/vg/val.h5; datasets/vg/test.h5 for evaluate --split test]
+    #[arg(long = "vg_h5")]
+    pub vg_h5: Option<PathBuf>,
     #[arg(long = "vg_image_dir", default_value = "datasets/vg/images")]
     pub vg_image_dir: PathBuf,
     #[arg(
@@ -206,15 +262,56 @@ pub struct DataPaths {
     pub stuff_json: PathBuf,
 }
 
+impl DataPaths {
+    /// `--vg_h5`, or the split's file under `datasets/vg/` when the flag is not given.
+    pub fn vg_h5(&self, split: Split) -> PathBuf {
+        self.vg_h5
+            .clone()
+            .unwrap_or_else(|| format!("datasets/vg/{split}.h5").into())
+    }
+}
+
+/// The samples of `inner` from `skip` on (COCO's test split within val2017).
+struct Skip<D> {
+    inner: D,
+    skip: usize,
+}
+
+impl<D: SceneGraphDataset> Skip<D> {
+    fn new(inner: D, skip: usize) -> Self {
+        Skip { inner, skip }
+    }
+}
+
+impl<D: SceneGraphDataset> SceneGraphDataset for Skip<D> {
+    fn len(&self) -> usize {
+        self.inner.len().saturating_sub(self.skip)
+    }
+
+    fn vocab(&self) -> &Vocab {
+        self.inner.vocab()
+    }
+
+    fn get(&self, index: usize, seed: u64) -> Result<Sample> {
+        self.inner.get(index + self.skip, seed)
+    }
+
+    fn take_warnings(&self) -> Vec<String> {
+        self.inner.take_warnings()
+    }
+}
+
 impl DatasetOptions {
-    /// The validation data of §19.2 (`sample_images.py`) for a model trained with the stored
-    /// arguments `stored` (the checkpoint's `args`, `None` if it has none): images at
+    /// The validation (or test) data of §19.2 (`sample_images.py`) for a model trained with the
+    /// stored arguments `stored` (the checkpoint's `args`, `None` if it has none): images at
     /// `image_size`, at most `num_samples` of them, relationships always included, the files
     /// from `paths` (checked to exist), filters from the stored arguments. VG uses the model's
     /// vocabulary `model_vocab`. `shapes` gives the validation scenes the model was checked on
     /// (sg2im-rs), with the defaults of a fresh run for a checkpoint without stored arguments.
+    #[allow(clippy::too_many_arguments)] // the caller's flags, each a different kind of thing
     pub fn from_stored_args(
         kind: DatasetKind,
+        split: Split,
         stored: Option<&serde_json::Map<String, Value>>,
         checkpoint: &Path,
         paths: &DataPaths,
@@ -281,11 +378,12 @@ impl DatasetOptions {
                 }
             }
             DatasetKind::Vg => {
-                require("--vg_h5", &paths.vg_h5, "file")?;
+                let vg_h5 = paths.vg_h5(split);
+                require("--vg_h5", &vg_h5, "file")?;
                 require("--vg_image_dir", &paths.vg_image_dir, "directory")?;
                 DatasetOptions {
                     vg: VgConfig {
-                        h5_path: paths.vg_h5.clone(),
+                        h5_path: vg_h5,
                         image_dir: paths.vg_image_dir.clone(),
                         // Not read: the vocabulary is the checkpoint's.
                         vocab_json: checkpoint.to_path_buf(),
@@ -423,7 +521,7 @@ mod tests {
 
     fn paths(dir: &Path) -> DataPaths {
         DataPaths {
-            vg_h5: dir.join("val.h5"),
+            vg_h5: Some(dir.join("val.h5")),
             vg_image_dir: dir.to_path_buf(),
             coco_image_dir: dir.to_path_buf(),
             instances_json: dir.join("instances.json"),
@@ -436,6 +534,7 @@ mod tests {
         let dir = std::env::temp_dir();
         let o = DatasetOptions::from_stored_args(
             DatasetKind::Shapes,
+            Split::Val,
             None,
             Path::new("x.safetensors"),
             &paths(&dir),
@@ -456,6 +555,75 @@ mod tests {
     }
 
     #[test]
+    fn coco_test_split_is_val2017_after_the_first_1024_images() {
+        use crate::data::synthetic::export_coco::{CocoExportOptions, write_coco};
+        let dir = std::env::temp_dir().join(format!("sg2im-coco-test-{}", std::process::id()));
+        let export = |num_val: usize| {
+            let _ = std::fs::remove_dir_all(&dir);
+            let mut e = CocoExportOptions::new(0);
+            e.num_val = num_val;
+            e.image_size = Some((16, 16));
+            write_coco(&dir, &e).unwrap();
+        };
+        let opts = |max_samples: Option<usize>| DatasetOptions {
+            image_size: (16, 16),
+            max_samples,
+            coco: CocoConfig {
+                image_dir: dir.join("images/val2017"),
+                instances_json: dir.join("annotations/instances_val2017.json"),
+                stuff_json: Some(dir.join("annotations/stuff_val2017.json")),
+                ..CocoConfig::default_val()
+            },
+            ..DatasetOptions::default()
+        };
+        let open =
+            |split, max| open_dataset(DatasetKind::Coco, split, &opts(max), &crate::report::Quiet);
+        export(COCO_VAL_IMAGES + 3);
+        let val = open(Split::Val, None).unwrap();
+        assert_eq!(
+            val.len(),
+            COCO_VAL_IMAGES + 3,
+            "every synthetic image passes"
+        );
+        let test = open(Split::Test, None).unwrap();
+        assert_eq!(test.len(), 3);
+        for i in 0..3 {
+            let (t, v) = (
+                test.get(i, 7).unwrap(),
+                val.get(COCO_VAL_IMAGES + i, 7).unwrap(),
+            );
+            assert_eq!((t.objs, t.boxes, t.image), (v.objs, v.boxes, v.image));
+        }
+        assert_eq!(
+            open(Split::Test, Some(2)).unwrap().len(),
+            2,
+            "--num_samples caps it"
+        );
+        export(5);
+        let err = open(Split::Test, None).err().unwrap().to_string();
+        assert!(
+            err.contains("--coco_val_instances_json")
+                && err.contains("instances_val2017.json")
+                && err.contains("leaves only 5 images"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn vg_h5_defaults_to_the_splits_file() {
+        let mut p = paths(Path::new("/d"));
+        assert_eq!(
+            p.vg_h5(Split::Test),
+            Path::new("/d/val.h5"),
+            "the flag wins"
+        );
+        p.vg_h5 = None;
+        assert_eq!(p.vg_h5(Split::Val), Path::new("datasets/vg/val.h5"));
+        assert_eq!(p.vg_h5(Split::Test), Path::new("datasets/vg/test.h5"));
+    }
+
+    #[test]
     fn coco_include_other_defaults_to_true_only_when_absent_from_the_stored_arguments() {
         let dir = std::env::temp_dir().join(format!("sg2im-factory-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -473,6 +641,7 @@ mod tests {
         let read = |stored: &Value| {
             DatasetOptions::from_stored_args(
                 DatasetKind::Coco,
+                Split::Val,
                 stored.as_object(),
                 Path::new("x.safetensors"),
                 &paths(&dir),

@@ -55,6 +55,8 @@ pub struct EvalOptions {
     pub checkpoint: PathBuf,
     /// `None`: the dataset the checkpoint was trained on (its stored `dataset` argument).
     pub dataset: Option<DatasetKind>,
+    /// `Val` or `Test` (see [`open_dataset`] for what COCO's test split is).
+    pub split: Split,
     pub paths: DataPaths,
     pub samples_per_graph: usize,
     pub layout: LayoutSource,
@@ -71,6 +73,8 @@ pub struct EvalOptions {
 /// What `evaluate` measured; [`EvalReport::to_json`] gives `report.json`.
 #[derive(Debug, Clone)]
 pub struct EvalReport {
+    pub dataset: DatasetKind,
+    pub split: Split,
     /// Generated images written to `samples/`.
     pub num_samples: usize,
     /// Real images written to `real/` (one per scene graph).
@@ -89,9 +93,12 @@ pub struct EvalReport {
 }
 
 impl EvalReport {
-    /// `report.json`'s object: layout metrics, `num_samples`, then the fidelity metrics.
+    /// `report.json`'s object: what was evaluated (`dataset`, `split`), layout metrics,
+    /// `num_samples`, then the fidelity metrics.
     pub fn to_json(&self) -> Value {
         let mut m = serde_json::Map::new();
+        m.insert("dataset".into(), self.dataset.to_string().into());
+        m.insert("split".into(), self.split.as_str().into());
         if let Some(l) = &self.layout {
             m.insert("box_iou_mean".into(), l.box_iou_mean.into());
             m.insert("recall_at_0.3".into(), l.recall_at_0_3.into());
@@ -119,7 +126,7 @@ impl EvalReport {
 }
 
 /// The paper's protocol for one checkpoint: `samples_per_graph` generated images per scene
-/// graph of the validation split into `output_dir/samples/%04d_%d.png` (lossless PNG; sample
+/// graph of the split (`opts.split`) into `output_dir/samples/%04d_%d.png` (lossless PNG; sample
 /// `k` of every graph from epoch `k` of the loader, so per-item random choices such as COCO's
 /// geometric relationships are drawn afresh for each sample), the real images at the model's
 /// resolution into `output_dir/real/%04d.png` (once per graph), layout metrics from the model's
@@ -177,6 +184,7 @@ pub fn evaluate(
     let image_size = model.config.image_size;
     let data_opts = DatasetOptions::from_stored_args(
         kind,
+        opts.split,
         stored,
         &opts.checkpoint,
         &opts.paths,
@@ -184,7 +192,7 @@ pub fn evaluate(
         opts.num_samples,
         &model.config.vocab,
     )?;
-    let dataset = open_dataset(kind, Split::Val, &data_opts, reporter)?;
+    let dataset = open_dataset(kind, opts.split, &data_opts, reporter)?;
     if dataset.vocab() != &model.config.vocab {
         return Err(Error::invalid(format!(
             "{}: the model's object/predicate vocabulary differs from the {kind} split's: it \
@@ -308,6 +316,8 @@ pub fn evaluate(
     }
     reporter.finish();
     let mut report = EvalReport {
+        dataset: kind,
+        split: opts.split,
         num_samples,
         num_real,
         layout: layout_metrics(&pairs, image_category),

@@ -68,7 +68,8 @@ pub fn dataset_options(args: &TrainArgs, split: Split, vocab: Option<&Vocab>) ->
     let max_samples = match (split, args.dataset) {
         (Split::Train, _) => args.num_train_samples,
         (Split::Val, DatasetKind::Coco) => Some(args.num_val_samples),
-        (Split::Val, _) => None,
+        // train.py has no test split; the trainer never asks for one.
+        (Split::Val | Split::Test, _) => None,
     };
     DatasetOptions {
         image_size: args.image_size,
