@@ -82,11 +82,8 @@ pub struct SampleOptions {
     pub use_gt_boxes: bool,
     pub use_gt_masks: bool,
     pub output_dir: PathBuf,
-    pub vg_h5: PathBuf,
-    pub vg_image_dir: PathBuf,
-    pub coco_image_dir: PathBuf,
-    pub instances_json: PathBuf,
-    pub stuff_json: PathBuf,
+    /// The validation data's files (`--vg_h5` … `--stuff_json`).
+    pub paths: DataPaths,
     /// Seed of the layout noise, the dataset's random choices and the shuffle.
     pub seed: u64,
 }
@@ -108,25 +105,8 @@ impl Default for SampleOptions {
             use_gt_boxes: false,
             use_gt_masks: false,
             output_dir: "output".into(),
-            vg_h5: "datasets/vg/val.h5".into(),
-            vg_image_dir: "datasets/vg/images".into(),
-            coco_image_dir: "~/datasets/coco/2017/images/val2017".into(),
-            instances_json: "~/datasets/coco/2017/annotations/instances_val2017.json".into(),
-            stuff_json: "~/datasets/coco/2017/annotations/stuff_val2017.json".into(),
+            paths: DataPaths::default(),
             seed: 0,
-        }
-    }
-}
-
-impl SampleOptions {
-    /// The data files the flags name.
-    pub fn paths(&self) -> DataPaths {
-        DataPaths {
-            vg_h5: Some(self.vg_h5.clone()),
-            vg_image_dir: self.vg_image_dir.clone(),
-            coco_image_dir: self.coco_image_dir.clone(),
-            instances_json: self.instances_json.clone(),
-            stuff_json: self.stuff_json.clone(),
         }
     }
 }
@@ -237,7 +217,7 @@ pub fn sample_checkpoint(
         Split::Val,
         bundle.args.as_ref().and_then(Value::as_object),
         checkpoint,
-        &opts.paths(),
+        &opts.paths,
         opts.image_size,
         opts.num_samples,
         &model.config.vocab,

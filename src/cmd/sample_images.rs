@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use sg2im::data::DatasetKind;
-use sg2im::data::factory::{DataPaths, Split};
+use sg2im::data::factory::DataPaths;
 use sg2im::device::DeviceChoice;
 use sg2im::sample_images::{CheckpointSource, ModelMode, SampleOptions, sample_images};
 use sg2im::train::args::{parse_bool, parse_image_size};
@@ -108,11 +108,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         use_gt_boxes: args.use_gt_boxes,
         use_gt_masks: args.use_gt_masks,
         output_dir: args.output_dir,
-        vg_h5: args.paths.vg_h5(Split::Val),
-        vg_image_dir: args.paths.vg_image_dir,
-        coco_image_dir: args.paths.coco_image_dir,
-        instances_json: args.paths.instances_json,
-        stuff_json: args.paths.stuff_json,
+        paths: args.paths,
         seed: args.seed,
     };
     let summaries =

@@ -262,6 +262,18 @@ pub struct DataPaths {
     pub stuff_json: PathBuf,
 }
 
+impl Default for DataPaths {
+    /// The flags' defaults (one definition: the `#[arg]` attributes above).
+    fn default() -> Self {
+        #[derive(clap::Parser)]
+        struct Flags {
+            #[command(flatten)]
+            paths: DataPaths,
+        }
+        <Flags as clap::Parser>::parse_from(["sg2im"]).paths
+    }
+}
+
 impl DataPaths {
     /// `--vg_h5`, or the split's file under `datasets/vg/` when the flag is not given.
     pub fn vg_h5(&self, split: Split) -> PathBuf {
@@ -608,6 +620,17 @@ mod tests {
             "{err}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn data_paths_default_to_the_flags_defaults() {
+        let d = DataPaths::default();
+        assert_eq!(d.vg_h5, None);
+        assert_eq!(d.vg_image_dir, Path::new("datasets/vg/images"));
+        assert_eq!(
+            d.stuff_json,
+            Path::new("~/datasets/coco/2017/annotations/stuff_val2017.json")
+        );
     }
 
     #[test]
