@@ -427,6 +427,23 @@ fn score_split(
 mod tests {
     use super::*;
 
+    /// The data flags repeat `train`'s: their defaults must not drift apart.
+    #[test]
+    fn data_flag_defaults_are_trains() {
+        #[derive(clap::Parser)]
+        struct Flags {
+            #[command(flatten)]
+            data: ClassifierDataFlags,
+        }
+        for dataset in ["shapes", "coco", "vg"] {
+            let flags = <Flags as clap::Parser>::parse_from(["x", "--dataset", dataset]).data;
+            let mut want = TrainArgs::parse_from([format!("--dataset={dataset}")]).unwrap();
+            // The one deliberate difference: crops of small images are cheap to prepare.
+            want.loader_num_workers = 1;
+            assert_eq!(flags.train_args(), want, "--dataset {dataset}");
+        }
+    }
+
     #[test]
     fn cosine_schedule_starts_at_the_rate_and_halves_midway() {
         assert_eq!(cosine_lr(0.1, 0, 100), 0.1);
