@@ -59,27 +59,9 @@ fn classifier() -> &'static Path {
 fn generator() -> &'static Path {
     static CKPT: OnceLock<PathBuf> = OnceLock::new();
     CKPT.get_or_init(|| {
-        let out = tmp("generator").join("run");
-        let mut args = vec!["train".to_string()];
         let num_val = format!("--shapes_num_val={NUM_VAL}");
         let image_size = format!("--image_size={IMAGE_SIZE}");
-        args.extend(common::tiny_flags(
-            &out,
-            &[
-                "--dataset=shapes",
-                "--shapes_num_train=8",
-                &num_val,
-                "--num_val_samples=8",
-                "--mask_size=4",
-                "--gconv_num_layers=2",
-                "--layout_noise_dim=4",
-                "--num_iterations=2",
-                "--checkpoint_every=2",
-                &image_size,
-            ],
-        ));
-        ok(sg2im(&args));
-        out.join("checkpoint_with_model.safetensors")
+        common::train_tiny_shapes("generator", &[&num_val, &image_size])
     })
 }
 

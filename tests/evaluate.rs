@@ -14,29 +14,10 @@ mod common;
 
 use common::{assert_one_line_error, ok, s, scratch as tmp, sg2im};
 
-/// Tiny training on shapes: 16×16 images, 8 validation scenes, two iterations.
-const SHAPES: [&str; 10] = [
-    "--dataset=shapes",
-    "--shapes_num_train=8",
-    "--shapes_num_val=8",
-    "--num_val_samples=8",
-    "--mask_size=4",
-    "--gconv_num_layers=2",
-    "--layout_noise_dim=4",
-    "--num_iterations=2",
-    "--checkpoint_every=2",
-    "--seed=3",
-];
-
+/// `common::train_tiny_shapes` (16×16 images, 8 validation scenes), trained once.
 fn trained() -> &'static Path {
     static CKPT: OnceLock<PathBuf> = OnceLock::new();
-    CKPT.get_or_init(|| {
-        let out = tmp("train").join("run");
-        let mut args = vec!["train".to_string()];
-        args.extend(common::tiny_flags(&out, &SHAPES));
-        ok(sg2im(&args));
-        out.join("checkpoint_with_model.safetensors")
-    })
+    CKPT.get_or_init(|| common::train_tiny_shapes("train", &["--seed=3"]))
 }
 
 fn inception() -> PathBuf {

@@ -17,36 +17,11 @@ use std::sync::OnceLock;
 
 mod common;
 
-use common::{TINY_FLAGS, assert_one_line_error, ok, s, scratch as tmp, sg2im};
+use common::{TINY_FLAGS, TINY_SHAPES, assert_one_line_error, ok, s, scratch as tmp, sg2im};
 
-/// The tiny training run (`common::TINY_FLAGS` and these): 16×16 shapes, 4×4 masks, 8
-/// validation scenes, two iterations.
-const SHAPES: [&str; 10] = [
-    "--dataset=shapes",
-    "--shapes_num_train=8",
-    "--shapes_num_val=8",
-    "--num_val_samples=8",
-    "--mask_size=4",
-    "--gconv_num_layers=2",
-    "--layout_noise_dim=4",
-    "--num_iterations=2",
-    "--checkpoint_every=2",
-    "--seed=3",
-];
-
-/// The checkpoint of a two-iteration training run (trained once per test binary).
 fn trained() -> &'static Path {
     static CKPT: OnceLock<PathBuf> = OnceLock::new();
-    CKPT.get_or_init(|| {
-        let dir = tmp("train");
-        let out = dir.join("run");
-        let mut args = vec!["train".to_string()];
-        args.extend(common::tiny_flags(&out, &SHAPES));
-        ok(sg2im(&args));
-        let ckpt = out.join("checkpoint_with_model.safetensors");
-        assert!(ckpt.exists());
-        ckpt
-    })
+    CKPT.get_or_init(|| common::train_tiny_shapes("train", &["--seed=3"]))
 }
 
 /// The validation scenes `sample-images --dataset shapes` reads for the tiny model.
@@ -337,7 +312,7 @@ fn a_model_without_mask_network_records_none_masks() {
     let device = burn::tensor::Device::flex();
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(5);
     let model = Sg2Im::init(&cfg, &device, &mut rng).unwrap();
-    let mut flags: Vec<&str> = TINY_FLAGS.iter().chain(&SHAPES).copied().collect();
+    let mut flags: Vec<&str> = TINY_FLAGS.iter().chain(&TINY_SHAPES).copied().collect();
     flags.push("--mask_size=4"); // the dataset still has masks
     let args = TrainArgs::parse_from(flags).unwrap().to_json();
     let ckpt = dir.join("nomask.safetensors");

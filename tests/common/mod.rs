@@ -145,6 +145,32 @@ pub fn tiny_flags(out: &Path, extra: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// A tiny model on the built-in `shapes` data: 4×4 masks, 8 training and 8 validation scenes,
+/// two iterations, checkpoint at the last.
+pub const TINY_SHAPES: [&str; 9] = [
+    "--dataset=shapes",
+    "--shapes_num_train=8",
+    "--shapes_num_val=8",
+    "--num_val_samples=8",
+    "--mask_size=4",
+    "--gconv_num_layers=2",
+    "--layout_noise_dim=4",
+    "--num_iterations=2",
+    "--checkpoint_every=2",
+];
+
+/// Trains [`TINY_FLAGS`] + [`TINY_SHAPES`] + `extra` (later flags win) into a scratch folder
+/// `tag` and returns its `checkpoint_with_model.safetensors`. Test files keep the result in a
+/// `OnceLock`, so each binary trains once.
+pub fn train_tiny_shapes(tag: &str, extra: &[&str]) -> PathBuf {
+    let out = scratch(tag).join("run");
+    let flags: Vec<&str> = TINY_SHAPES.iter().chain(extra).copied().collect();
+    let mut args = vec!["train".to_string()];
+    args.extend(tiny_flags(&out, &flags));
+    ok(sg2im(&args));
+    out.join("checkpoint_with_model.safetensors")
+}
+
 // ---------------------------------------------------------------------------------------------
 // Vocabularies
 
