@@ -429,19 +429,24 @@ impl Staging {
         Ok(s)
     }
 
-    /// Replaces `--output_dir`'s `samples/`, `real/` and `crops/` with this run's.
+    /// Replaces `--output_dir`'s `samples/`, `real/` and `crops/` with this run's. The previous
+    /// folder is renamed into the staging folder before the new one is renamed into place and
+    /// deleted only after it, so at every moment one of the two is complete on disk.
     fn publish(mut self) -> Result<()> {
+        // From here on the staging folder may hold the previous outputs: if a rename fails, it
+        // stays on disk (the error names the path) rather than being dropped.
+        self.published = true;
         for name in OUTPUT_FOLDERS {
             let (from, to) = (self.root.join(name), self.dest.join(name));
             if to.exists() {
-                std::fs::remove_dir_all(&to).map_err(|e| Error::io(&to, e))?;
+                let aside = self.root.join(format!("previous-{name}"));
+                std::fs::rename(&to, &aside).map_err(|e| Error::io(&to, e))?;
             }
             if from.exists() {
                 std::fs::rename(&from, &to).map_err(|e| Error::io(&to, e))?;
             }
         }
         std::fs::remove_dir_all(&self.root).map_err(|e| Error::io(&self.root, e))?;
-        self.published = true;
         Ok(())
     }
 }
