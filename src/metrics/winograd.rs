@@ -18,8 +18,15 @@
 //! tests/metrics.rs).
 
 use super::gemm_avx512;
-use super::inception::Act;
+use super::inception::{Act, Pool};
 use rayon::prelude::*;
+use std::cell::RefCell;
+
+thread_local! {
+    /// Each thread's block buffers (transformed inputs, products), kept across blocks and
+    /// calls: allocating and zero-filling them per task showed up as memset in the profile.
+    static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
 
 /// Finite interpolation points, in the order they are taken (the first `α − 1`).
 const POINTS: [f64; 9] = [0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 3.0, -3.0];
@@ -242,26 +249,50 @@ impl WinogradConv {
     /// # Shapes
     /// `x (Ci, N, H, W)` → `(Co, N, H + 2·ph − kh + 1, W + 2·pw − kw + 1)`.
     pub fn forward(&self, x: &Act) -> Act {
+        let oh = x.h + 2 * self.ph + 1 - self.y.r;
+        let ow = x.w + 2 * self.pw + 1 - self.x.r;
+        let mut data = vec![0.0; self.co * x.n * oh * ow];
+        self.forward_into(x, &mut data, &Pool::default());
+        Act {
+            c: self.co,
+            n: x.n,
+            h: oh,
+            w: ow,
+            data,
+        }
+    }
+
+    /// [`forward`](Self::forward) into `out (Co, N, H′, W′)`, every element of which is
+    /// written; the padded input copy comes from `pool`.
+    pub(crate) fn forward_into(&self, x: &Act, out: &mut [f32], pool: &Pool) {
         debug_assert_eq!(x.c, self.ci);
         let oh = x.h + 2 * self.ph + 1 - self.y.r;
         let ow = x.w + 2 * self.pw + 1 - self.x.r;
+        assert_eq!(out.len(), self.co * x.n * oh * ow);
         let (th, tw) = (oh.div_ceil(self.y.m), ow.div_ceil(self.x.m));
         // Zero-padded copy of the input covering every tile's whole patch (the padding, and
         // the last tiles' overhang), so that the input transform reads without bounds tests.
+        // It is at least `(H + 2·ph) × (W + 2·pw)`; only its border is zeroed (the buffer is
+        // recycled, and the interior is overwritten).
         let (hp, wp) = (
             th * self.y.m + self.y.alpha - self.y.m,
             tw * self.x.m + self.x.alpha - self.x.m,
         );
-        let mut xp = vec![0.0f32; x.c * x.n * hp * wp];
+        debug_assert!(hp >= x.h + self.ph && wp >= x.w + self.pw);
+        let mut xp = pool.take(x.c * x.n * hp * wp);
         xp.par_chunks_mut(hp * wp)
             .zip(x.data.par_chunks(x.h * x.w))
             .for_each(|(dst, src)| {
-                for (y, row) in src.chunks_exact(x.w).enumerate() {
-                    let y = y + self.ph;
-                    if y < hp {
-                        let n = x.w.min(wp - self.pw);
-                        dst[y * wp + self.pw..][..n].copy_from_slice(&row[..n]);
-                    }
+                let (top, rows) = dst.split_at_mut(self.ph * wp);
+                top.fill(0.0);
+                let (mid, bottom) = rows.split_at_mut(x.h * wp);
+                bottom.fill(0.0);
+                for (d, row) in mid.chunks_exact_mut(wp).zip(src.chunks_exact(x.w)) {
+                    let (left, rest) = d.split_at_mut(self.pw);
+                    left.fill(0.0);
+                    let (inner, right) = rest.split_at_mut(x.w);
+                    inner.copy_from_slice(row);
+                    right.fill(0.0);
                 }
             });
         let xpad = Act {
@@ -290,23 +321,16 @@ impl WinogradConv {
             .clamp(GEMM_PANEL, 4096)
             .div_ceil(GEMM_PANEL)
             * GEMM_PANEL;
-        let mut out = vec![0.0f32; self.co * g.n * oh * ow];
         let dst = Shared(out.as_mut_ptr());
-        (0..tiles.div_ceil(block)).into_par_iter().for_each_init(
-            || (Vec::new(), Vec::new()),
-            |(v, m), bi| {
-                let t0 = bi * block;
-                let len = block.min(tiles - t0);
+        (0..tiles.div_ceil(block)).into_par_iter().for_each(|bi| {
+            let t0 = bi * block;
+            let len = block.min(tiles - t0);
+            SCRATCH.with(|s| {
+                let (v, m) = &mut *s.borrow_mut();
                 self.block(x, g, (t0, len), v, m, dst);
-            },
-        );
-        Act {
-            c: self.co,
-            n: x.n,
-            h: oh,
-            w: ow,
-            data: out,
-        }
+            });
+        });
+        pool.give(xpad.data);
     }
 
     /// Tiles `[t0, t0 + len)`: input transform into `v (ξ, Ci, len)`, one GEMM per ξ into
