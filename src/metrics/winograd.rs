@@ -31,6 +31,10 @@ thread_local! {
 /// Finite interpolation points, in the order they are taken (the first `α − 1`).
 const POINTS: [f64; 9] = [0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 3.0, -3.0];
 
+/// Floats readable past the padded input's last patch: the AVX-512 gather loads whole
+/// 16-float rows from each patch's row start (patches are at most 9 wide).
+const ROW_SLACK: usize = LANES;
+
 /// Tiles processed together in the transforms: one SIMD register of f32 lanes on AVX-512, two
 /// on AVX2.
 const LANES: usize = 16;
@@ -161,6 +165,9 @@ pub struct WinogradConv {
     /// `U_ξ` packed for [`gemm_avx512`] (one after the other), where the CPU has AVX-512.
     u_packed: Option<Vec<f32>>,
     b: Vec<f32>,
+    /// Transform code to run: 2 AVX-512, 1 AVX2 + FMA, 0 portable ([`simd::level`]; tests
+    /// lower it to check every path on one machine).
+    simd: u8,
 }
 
 /// The output geometry of one call.
@@ -203,6 +210,8 @@ impl WinogradConv {
     ) -> Self {
         assert_eq!(w.len(), co * ci * kh * kw);
         assert!((kh > 1 || mh == 1) && (kw > 1 || mw == 1));
+        // A tile's outputs fit one SIMD register (the AVX-512 output transform relies on it).
+        assert!(mh * mw <= LANES);
         let (y, x) = (Axis::new(mh, kh), Axis::new(mw, kw));
         let (ah, aw) = (y.alpha, x.alpha);
         let mut u = vec![0.0f32; ah * aw * co * ci];
@@ -241,6 +250,7 @@ impl WinogradConv {
             u,
             u_packed,
             b: b.to_vec(),
+            simd: simd::level(),
         }
     }
 
@@ -279,7 +289,7 @@ impl WinogradConv {
             tw * self.x.m + self.x.alpha - self.x.m,
         );
         debug_assert!(hp >= x.h + self.ph && wp >= x.w + self.pw);
-        let mut xp = pool.take(x.c * x.n * hp * wp);
+        let mut xp = pool.take(x.c * x.n * hp * wp + ROW_SLACK);
         xp.par_chunks_mut(hp * wp)
             .zip(x.data.par_chunks(x.h * x.w))
             .for_each(|(dst, src)| {
@@ -349,8 +359,9 @@ impl WinogradConv {
         let lenp = padded(len);
         // Every element is written below (the GEMM does not read `m`: β = 0), so the buffers
         // are only grown, never cleared.
-        grow(v, xi * self.ci * lenp);
-        grow(m, xi * self.co * lenp);
+        let (sv, sm) = (xi_stride(self.ci * lenp), xi_stride(self.co * lenp));
+        grow(v, xi * sv);
+        grow(m, xi * sm);
         simd::input_transform(self, x, g, (t0, len), v);
         #[cfg(target_arch = "x86_64")]
         if let Some(up) = &self.u_packed {
@@ -364,9 +375,9 @@ impl WinogradConv {
                         lenp,
                         self.ci,
                         up.as_ptr().add(e * panel),
-                        v.as_ptr().add(e * self.ci * lenp),
+                        v.as_ptr().add(e * sv),
                         lenp,
-                        m.as_mut_ptr().add(e * self.co * lenp),
+                        m.as_mut_ptr().add(e * sm),
                         lenp,
                         None,
                     );
@@ -382,14 +393,14 @@ impl WinogradConv {
                     self.co,
                     lenp,
                     self.ci,
-                    m.as_mut_ptr().add(e * self.co * lenp),
+                    m.as_mut_ptr().add(e * sm),
                     1,
                     lenp as isize,
                     false,
                     self.u.as_ptr().add(e * self.co * self.ci),
                     1,
                     self.ci as isize,
-                    v.as_ptr().add(e * self.ci * lenp),
+                    v.as_ptr().add(e * sv),
                     1,
                     lenp as isize,
                     0.0f32,
@@ -414,7 +425,7 @@ impl WinogradConv {
     /// `V_ξ[c][t] = (Bᵀ_h · d · B_w)[ξ]` for the `α_h × α_w` input patch `d` of each tile, read
     /// from the zero-padded input `x`. Tiles go in groups of `LANES`, one tile per SIMD lane.
     #[inline(always)]
-    fn input_transform_impl<const FMA: bool>(
+    fn input_transform_impl<const FMA: bool, const AVX512: bool>(
         &self,
         x: &Act,
         g: Geo,
@@ -429,21 +440,59 @@ impl WinogradConv {
         // Offsets of the patch's pixels from its top-left corner.
         let offsets: Vec<usize> = (0..ah * aw).map(|k| (k / aw) * g.w + k % aw).collect();
         let lenp = padded(len);
-        for l0 in (0..len).step_by(LANES) {
-            let lanes = LANES.min(len - l0);
-            // Each lane's patch corner in channel 0; lanes past the block repeat lane 0.
-            let mut base = [0usize; LANES];
-            for (l, b) in base.iter_mut().enumerate() {
-                let (n, oy, ox) = self.tile_origin(g, t0 + l0 + if l < lanes { l } else { 0 });
-                *b = n * plane + oy * g.w + ox;
-            }
-            for c in 0..self.ci {
-                let src = &x.data[c * g.n * plane..][..g.n * plane];
-                for (p, &off) in patch.iter_mut().zip(&offsets) {
-                    for (d, &b) in p.iter_mut().zip(&base) {
-                        debug_assert!(b + off < src.len());
-                        // SAFETY: the padded input covers every tile's patch (see `forward`).
-                        *d = unsafe { *src.get_unchecked(b + off) };
+        let sv = xi_stride(self.ci * lenp);
+        // Each group's lanes' patch corners in channel 0 (lanes past the block repeat lane 0)
+        // and, for one-column patches, its runs of side-by-side patches. Channels go in the
+        // outer loop so that reads from the input and writes to `v` are sequential streams.
+        let groups: Vec<(usize, [usize; LANES])> = (0..len)
+            .step_by(LANES)
+            .map(|l0| {
+                let lanes = LANES.min(len - l0);
+                let mut base = [0usize; LANES];
+                for (l, b) in base.iter_mut().enumerate() {
+                    let (n, oy, ox) = self.tile_origin(g, t0 + l0 + if l < lanes { l } else { 0 });
+                    *b = n * plane + oy * g.w + ox;
+                }
+                (l0, base)
+            })
+            .collect();
+        #[cfg(target_arch = "x86_64")]
+        let runs: Vec<Vec<avx512::Run>> = groups
+            .iter()
+            .map(|(l0, base)| {
+                if AVX512 && aw == 1 {
+                    avx512::segments(&base[..LANES.min(len - l0)], |_| 0)
+                } else {
+                    Vec::new()
+                }
+            })
+            .collect();
+        for c in 0..self.ci {
+            for (gi, &(l0, ref base)) in groups.iter().enumerate() {
+                #[cfg(target_arch = "x86_64")]
+                if AVX512 {
+                    // SAFETY: AVX512 is set only where the CPU has AVX-512 (see `simd`); the
+                    // padded input covers every tile's patch plus `ROW_SLACK` floats (see
+                    // `forward_into`), and the masked loads read inside the patches only.
+                    unsafe {
+                        // From the whole buffer: row loads may run into the next plane.
+                        let src = x.data.as_ptr().add(c * g.n * plane);
+                        if aw == 1 {
+                            avx512::gather_runs(src, &runs[gi], g.w, &mut patch);
+                        } else {
+                            avx512::gather_rows(src, base, g.w, (ah, aw), &mut patch);
+                        }
+                    }
+                }
+                if !AVX512 {
+                    let src = &x.data[c * g.n * plane..][..g.n * plane];
+                    for (p, &off) in patch.iter_mut().zip(&offsets) {
+                        for (d, &b) in p.iter_mut().zip(base) {
+                            debug_assert!(b + off < src.len());
+                            // SAFETY: the padded input covers every tile's patch (see
+                            // `forward_into`).
+                            *d = unsafe { *src.get_unchecked(b + off) };
+                        }
                     }
                 }
                 // Bᵀ_h along H, then Bᵀ_w along W (an axis with one tap needs no transform).
@@ -460,7 +509,7 @@ impl WinogradConv {
                     rows
                 };
                 for (e, r) in done.iter().enumerate() {
-                    put(&mut v[(e * self.ci + c) * lenp + l0..], r);
+                    put(&mut v[e * sv + c * lenp + l0..], r);
                 }
             }
         }
@@ -469,7 +518,7 @@ impl WinogradConv {
     /// `out = relu(Aᵀ_h · M · A_w + b)` for each tile, written to the output pixels inside the
     /// image.
     #[inline(always)]
-    fn output_transform_impl<const FMA: bool>(
+    fn output_transform_impl<const FMA: bool, const AVX512: bool>(
         &self,
         m: &[f32],
         g: Geo,
@@ -483,23 +532,45 @@ impl WinogradConv {
         let mut res = vec![[0.0f32; LANES]; mh * mw];
         let ohw = g.oh * g.ow;
         let lenp = padded(len);
-        for l0 in (0..len).step_by(LANES) {
-            let lanes = LANES.min(len - l0);
-            // Each lane's first output pixel (offset in one output plane of channel 0) and how
-            // many of its rows and columns lie inside the image.
-            let mut place = [(0usize, 0usize, 0usize); LANES];
-            for (l, p) in place.iter_mut().enumerate().take(lanes) {
-                let (n, oy, ox) = self.tile_origin(g, t0 + l0 + l);
-                *p = (
-                    n * ohw + oy * g.ow + ox,
-                    mh.min(g.oh - oy),
-                    mw.min(g.ow - ox),
-                );
-            }
-            for o in 0..self.co {
+        let sm = xi_stride(self.co * lenp);
+        // Each group's lanes' first output pixel (offset in one output plane of channel 0) and
+        // how many of its rows and columns lie inside the image; for one-column tiles, its runs
+        // of side-by-side tiles. Channels go in the outer loop so that reads from `m` and
+        // writes to the output are sequential streams.
+        let groups: Vec<(usize, Vec<Place>)> = (0..len)
+            .step_by(LANES)
+            .map(|l0| {
+                let place = (l0..len.min(l0 + LANES))
+                    .map(|t| {
+                        let (n, oy, ox) = self.tile_origin(g, t0 + t);
+                        (
+                            n * ohw + oy * g.ow + ox,
+                            mh.min(g.oh - oy),
+                            mw.min(g.ow - ox),
+                        )
+                    })
+                    .collect();
+                (l0, place)
+            })
+            .collect();
+        #[cfg(target_arch = "x86_64")]
+        let runs: Vec<Vec<avx512::Run>> = groups
+            .iter()
+            .map(|(_, place)| {
+                if AVX512 && mw == 1 {
+                    let offs: Vec<usize> = place.iter().map(|p| p.0).collect();
+                    avx512::segments(&offs, |l| place[l].1)
+                } else {
+                    Vec::new()
+                }
+            })
+            .collect();
+        for o in 0..self.co {
+            for (gi, (l0, place)) in groups.iter().enumerate() {
+                let l0 = *l0;
                 let b = self.b[o];
                 for (e, p) in prod.iter_mut().enumerate() {
-                    *p = get(&m[(e * self.co + o) * lenp + l0..]);
+                    *p = get(&m[e * sm + o * lenp + l0..]);
                 }
                 let rows = if ah > 1 {
                     apply::<FMA>(&self.y.at_nz, ah, aw, &prod, &mut half, Dir::Rows);
@@ -519,7 +590,21 @@ impl WinogradConv {
                     }
                 }
                 let base = o * g.n * ohw;
-                for (l, &(off, rows, cols)) in place.iter().enumerate().take(lanes) {
+                #[cfg(target_arch = "x86_64")]
+                if AVX512 {
+                    // SAFETY: AVX512 only where the CPU has it; the stores write this block's
+                    // tiles' pixels inside the output, which only this task handles.
+                    unsafe {
+                        let d = dst.get().add(base);
+                        if mw == 1 {
+                            avx512::store_runs(res, &runs[gi], g.ow, d);
+                        } else {
+                            avx512::store_transposed(res, place, mw, g.ow, d);
+                        }
+                    }
+                    continue;
+                }
+                for (l, &(off, rows, cols)) in place.iter().enumerate() {
                     // SAFETY: inside this output's (Co, N, H′, W′) buffer; the pixels belong to
                     // this lane's tile, which only this task handles.
                     let d = unsafe { dst.get().add(base + off) };
@@ -537,12 +622,25 @@ impl WinogradConv {
     }
 }
 
+/// Where a tile's outputs go: offset of its first pixel in one output plane of channel 0,
+/// rows and columns inside the image.
+type Place = (usize, usize, usize);
+
 /// Row length of a block's `v` and `m` for `len` tiles: whole SIMD groups, so that every group
 /// moves as one array (with a partial last group, the compiler merged the whole and partial
 /// copies into one `memcpy` call per group: 5 % of the run time). The lanes past `len` hold
 /// copies of a real tile and are never stored.
 fn padded(len: usize) -> usize {
     len.div_ceil(LANES) * LANES
+}
+
+/// Distance between the `ξ` slices of a block's `v` or `m` (`n` floats each). The transforms
+/// touch one SIMD group in each of the `α_h·α_w` slices in turn; with slices a multiple of 4 KiB
+/// apart (e.g. 32 channels × 64 tiles) those all fall in the same L1 set and evict each other
+/// (measured: a quarter of the output transform's time waiting on those loads). Rounding up to
+/// 4 KiB and adding an odd number of cache lines spreads them over distinct sets.
+fn xi_stride(n: usize) -> usize {
+    n.next_multiple_of(1024) + 13 * LANES
 }
 
 /// One SIMD group stored to `dst[..LANES]` as an array move.
@@ -634,13 +732,177 @@ fn store_tile<const MW: usize>(
     }
 }
 
+/// AVX-512 data movement of the transforms: moving each tile's pixels between its own SIMD lane
+/// and the images one float at a time (16 lanes × 36 pixels per channel for a 6×6 patch) cost
+/// more than the transforms' arithmetic.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::LANES;
+    use std::arch::x86_64::*;
+
+    /// A run of lanes whose pixels are consecutive floats: lane mask, offset of lane 0's
+    /// (virtual) pixel, and a per-run value (rows inside the image, for the output).
+    pub(super) type Run = (__mmask16, isize, usize);
+
+    /// Splits lanes into runs where `off[l] = off[l − 1] + 1` and `tag` is equal.
+    pub(super) fn segments(off: &[usize], tag: impl Fn(usize) -> usize) -> Vec<Run> {
+        let mut runs: Vec<Run> = Vec::new();
+        for (l, &o) in off.iter().enumerate() {
+            let joins = l > 0 && o == off[l - 1] + 1 && tag(l) == tag(l - 1);
+            match runs.last_mut() {
+                Some(r) if joins => r.0 |= 1 << l,
+                _ => runs.push((1 << l, o as isize - l as isize, tag(l))),
+            }
+        }
+        runs
+    }
+
+    /// Transposes a 16×16 block: `r[k][i]` becomes `r[i][k]`.
+    #[inline(always)]
+    unsafe fn transpose16(r: &mut [__m512; 16]) {
+        // SAFETY (whole function): register shuffles only.
+        unsafe {
+            let mut t = [_mm512_setzero_ps(); 16];
+            for i in 0..8 {
+                t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+                t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+            }
+            let pd = _mm512_castps_pd;
+            let ps = _mm512_castpd_ps;
+            for b in 0..4 {
+                let (a0, a1, a2, a3) = (t[4 * b], t[4 * b + 1], t[4 * b + 2], t[4 * b + 3]);
+                r[4 * b] = ps(_mm512_unpacklo_pd(pd(a0), pd(a2)));
+                r[4 * b + 1] = ps(_mm512_unpackhi_pd(pd(a0), pd(a2)));
+                r[4 * b + 2] = ps(_mm512_unpacklo_pd(pd(a1), pd(a3)));
+                r[4 * b + 3] = ps(_mm512_unpackhi_pd(pd(a1), pd(a3)));
+            }
+            for i in 0..2 {
+                for j in 0..4 {
+                    let (a, b) = (r[8 * i + j], r[8 * i + j + 4]);
+                    t[8 * i + j] = _mm512_shuffle_f32x4::<0x88>(a, b);
+                    t[8 * i + j + 4] = _mm512_shuffle_f32x4::<0xdd>(a, b);
+                }
+            }
+            for j in 0..8 {
+                r[j] = _mm512_shuffle_f32x4::<0x88>(t[j], t[j + 8]);
+                r[j + 8] = _mm512_shuffle_f32x4::<0xdd>(t[j], t[j + 8]);
+            }
+        }
+    }
+
+    /// `patch[i·aw + j][l] = src[base[l] + i·w + j]`: each lane's patch row is one load, then
+    /// a transpose puts the pixels in lanes.
+    ///
+    /// # Safety
+    /// AVX-512F; `src` holds 16 floats from every `base[l] + i·w`, `i < ah`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn gather_rows(
+        src: *const f32,
+        base: &[usize; LANES],
+        w: usize,
+        (ah, aw): (usize, usize),
+        patch: &mut [[f32; LANES]],
+    ) {
+        // SAFETY: as the caller promises.
+        unsafe {
+            let mut r = [_mm512_setzero_ps(); 16];
+            for i in 0..ah {
+                for (v, &b) in r.iter_mut().zip(base) {
+                    *v = _mm512_loadu_ps(src.add(b + i * w));
+                }
+                transpose16(&mut r);
+                for j in 0..aw {
+                    _mm512_storeu_ps(patch[i * aw + j].as_mut_ptr(), r[j]);
+                }
+            }
+        }
+    }
+
+    /// One-column patches: `patch[i][l] = src[base[l] + i·w]`, one masked load per run.
+    ///
+    /// # Safety
+    /// AVX-512F; the runs' lanes address pixels of `src` for every row `i < patch.len()`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn gather_runs(
+        src: *const f32,
+        runs: &[Run],
+        w: usize,
+        patch: &mut [[f32; LANES]],
+    ) {
+        for (i, p) in patch.iter_mut().enumerate() {
+            let mut v = _mm512_setzero_ps();
+            for &(mask, off, _) in runs {
+                // SAFETY: masked-off lanes are not read (nor can they fault); the others
+                // address the runs' pixels.
+                v = unsafe {
+                    _mm512_mask_loadu_ps(v, mask, src.wrapping_offset(off + (i * w) as isize))
+                };
+            }
+            // SAFETY: 16 floats.
+            unsafe { _mm512_storeu_ps(p.as_mut_ptr(), v) };
+        }
+    }
+
+    /// One-column tiles: row `i` of every run's tiles (`res[i]`) to `dst + off + i·ow`, one
+    /// masked store per run and row inside the image.
+    ///
+    /// # Safety
+    /// AVX-512F; the runs address the tiles' output pixels from `dst`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn store_runs(res: &[[f32; LANES]], runs: &[Run], ow: usize, dst: *mut f32) {
+        for &(mask, off, rows) in runs {
+            for (i, r) in res.iter().enumerate().take(rows) {
+                // SAFETY: as the caller promises; masked-off lanes are not written.
+                unsafe {
+                    let v = _mm512_loadu_ps(r.as_ptr());
+                    _mm512_mask_storeu_ps(dst.wrapping_offset(off + (i * ow) as isize), mask, v);
+                }
+            }
+        }
+    }
+
+    /// Tiles of `mw ≥ 2` columns: a transpose gives each lane's `mh × mw` pixels (row-major)
+    /// in one register, stored a row at a time; `place[l]` = (offset of the tile's first
+    /// pixel, rows, columns inside the image).
+    ///
+    /// # Safety
+    /// AVX-512F; `res.len() ≤ 16`; `place` addresses the tiles' output pixels from `dst`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn store_transposed(
+        res: &[[f32; LANES]],
+        place: &[(usize, usize, usize)],
+        mw: usize,
+        ow: usize,
+        dst: *mut f32,
+    ) {
+        // SAFETY: as the caller promises; masked-off lanes are not written.
+        unsafe {
+            let mut r = [_mm512_setzero_ps(); 16];
+            for (v, p) in r.iter_mut().zip(res) {
+                *v = _mm512_loadu_ps(p.as_ptr());
+            }
+            transpose16(&mut r);
+            for (&(off, rows, cols), &v) in place.iter().zip(&r) {
+                let row_mask = (1u32 << cols) - 1;
+                for i in 0..rows {
+                    let at = dst.add(off + i * ow).wrapping_sub(i * mw);
+                    _mm512_mask_storeu_ps(at, (row_mask << (i * mw)) as __mmask16, v);
+                }
+            }
+        }
+    }
+}
+
 /// The transforms compiled for the widest SIMD the CPU has, chosen at run time (the crate is
 /// built for the baseline x86-64 target, where they would use 4-wide SSE without FMA).
 mod simd {
     use super::{Act, Geo, Shared, WinogradConv};
 
-    #[cfg(target_arch = "x86_64")]
-    fn level() -> u8 {
+    /// The widest transform code the CPU can run.
+    pub(super) fn level() -> u8 {
+        #[cfg(not(target_arch = "x86_64"))]
+        return 0;
+        #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx512f") {
             2
         } else if std::arch::is_x86_feature_detected!("avx2")
@@ -655,25 +917,25 @@ mod simd {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,fma")]
     fn input_avx512(w: &WinogradConv, x: &Act, g: Geo, r: (usize, usize), v: &mut [f32]) {
-        w.input_transform_impl::<true>(x, g, r, v)
+        w.input_transform_impl::<true, true>(x, g, r, v)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     fn input_avx2(w: &WinogradConv, x: &Act, g: Geo, r: (usize, usize), v: &mut [f32]) {
-        w.input_transform_impl::<true>(x, g, r, v)
+        w.input_transform_impl::<true, false>(x, g, r, v)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,fma")]
     fn output_avx512(w: &WinogradConv, m: &[f32], g: Geo, r: (usize, usize), d: Shared) {
-        w.output_transform_impl::<true>(m, g, r, d)
+        w.output_transform_impl::<true, true>(m, g, r, d)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     fn output_avx2(w: &WinogradConv, m: &[f32], g: Geo, r: (usize, usize), d: Shared) {
-        w.output_transform_impl::<true>(m, g, r, d)
+        w.output_transform_impl::<true, false>(m, g, r, d)
     }
 
     pub(super) fn input_transform(
@@ -684,13 +946,13 @@ mod simd {
         v: &mut [f32],
     ) {
         #[cfg(target_arch = "x86_64")]
-        match level() {
-            // SAFETY: the CPU has the features (checked by `level`).
+        match w.simd {
+            // SAFETY: the CPU has the features (`simd` ≤ `level()`).
             2 => return unsafe { input_avx512(w, x, g, r, v) },
             1 => return unsafe { input_avx2(w, x, g, r, v) },
             _ => {}
         }
-        w.input_transform_impl::<false>(x, g, r, v)
+        w.input_transform_impl::<false, false>(x, g, r, v)
     }
 
     pub(super) fn output_transform(
@@ -701,13 +963,13 @@ mod simd {
         d: Shared,
     ) {
         #[cfg(target_arch = "x86_64")]
-        match level() {
-            // SAFETY: the CPU has the features (checked by `level`).
+        match w.simd {
+            // SAFETY: the CPU has the features (`simd` ≤ `level()`).
             2 => return unsafe { output_avx512(w, m, g, r, d) },
             1 => return unsafe { output_avx2(w, m, g, r, d) },
             _ => {}
         }
-        w.output_transform_impl::<false>(m, g, r, d)
+        w.output_transform_impl::<false, false>(m, g, r, d)
     }
 }
 
@@ -817,6 +1079,10 @@ mod tests {
             (2, 3, (3, 3), (1, 1), (4, 4), 6, 75),
             (2, 3, (1, 7), (0, 3), (1, 2), 4, 41),
             (2, 3, (7, 1), (3, 0), (2, 1), 9, 35),
+            // One-column tiles on narrow maps: lane runs broken by row and image ends.
+            (3, 4, (7, 1), (3, 0), (3, 1), 8, 8),
+            (3, 4, (3, 1), (1, 0), (4, 1), 17, 17),
+            (3, 4, (1, 7), (0, 3), (1, 3), 17, 17),
         ] {
             let n = 3;
             let x = Act {
@@ -830,21 +1096,41 @@ mod tests {
             let b: Vec<f32> = (0..co).map(|i| pseudo(i + 3) * 0.1).collect();
             let want = direct(&x, &wt, &b, co, k, pad);
             // The pre-packed AVX-512 GEMM (where the CPU has it), then the `gemm` crate.
-            let mut wc = WinogradConv::new(&wt, &b, (co, ci), k, pad, tile);
-            let mut outs = vec![wc.forward(&x)];
-            if wc.u_packed.take().is_some() {
-                outs.push(wc.forward(&x));
+            // Every transform code path this CPU can run (AVX-512, AVX2, portable), each with
+            // the pre-packed AVX-512 GEMM (where the CPU has it) and the `gemm` crate; the
+            // padded input copy comes from a pool holding a NaN-filled buffer and the output
+            // starts as NaN, so a pixel or padding left unwritten shows.
+            let mut outs = Vec::new();
+            for level in (0..=simd::level()).rev() {
+                let mut wc = WinogradConv::new(&wt, &b, (co, ci), k, pad, tile);
+                wc.simd = level;
+                loop {
+                    let pool = Pool::default();
+                    pool.give(vec![f32::NAN; 1 << 16]);
+                    let mut got = vec![f32::NAN; want.len()];
+                    wc.forward_into(&x, &mut got, &pool);
+                    outs.push((level, got));
+                    if wc.u_packed.take().is_none() {
+                        break;
+                    }
+                }
             }
-            for got in outs {
-                assert_eq!(got.data.len(), want.len());
+            assert!(outs.len() >= 2);
+            for (level, got) in outs {
                 let max = got
-                    .data
                     .iter()
                     .zip(&want)
-                    .map(|(&a, &b)| (f64::from(a) - b).abs())
+                    // NaN (a pixel never written) counts as an infinite difference.
+                    .map(|(&a, &b)| {
+                        let d = (f64::from(a) - b).abs();
+                        if d.is_nan() { f64::INFINITY } else { d }
+                    })
                     .fold(0.0, f64::max);
                 // f32 transforms and GEMM against an f64 sum of ≤ 49·5 products of magnitude ≤ 1.
-                assert!(max < 1e-4, "{k:?} tile {tile:?}: max |diff| {max}");
+                assert!(
+                    max < 1e-4,
+                    "{k:?} tile {tile:?} simd {level}: max |diff| {max}"
+                );
             }
         }
     }
