@@ -497,13 +497,13 @@ impl WinogradConv {
                 }
                 // Bᵀ_h along H, then Bᵀ_w along W (an axis with one tap needs no transform).
                 let rows = if ah > 1 {
-                    apply::<FMA>(&self.y.bt_nz, ah, aw, &patch, &mut half, Dir::Rows);
+                    apply::<FMA>(&self.y.bt_nz, ah, aw, |i| &patch[i], &mut half, Dir::Rows);
                     &half
                 } else {
                     &patch
                 };
                 let done = if aw > 1 {
-                    apply::<FMA>(&self.x.bt_nz, aw, ah, rows, &mut res, Dir::Cols);
+                    apply::<FMA>(&self.x.bt_nz, aw, ah, |i| &rows[i], &mut res, Dir::Cols);
                     &res
                 } else {
                     rows
@@ -527,7 +527,6 @@ impl WinogradConv {
     ) {
         let (ah, aw) = (self.y.alpha, self.x.alpha);
         let (mh, mw) = (self.y.m, self.x.m);
-        let mut prod = vec![[0.0f32; LANES]; ah * aw];
         let mut half = vec![[0.0f32; LANES]; mh * aw];
         let mut res = vec![[0.0f32; LANES]; mh * mw];
         let ohw = g.oh * g.ow;
@@ -569,20 +568,20 @@ impl WinogradConv {
             for (gi, (l0, place)) in groups.iter().enumerate() {
                 let l0 = *l0;
                 let b = self.b[o];
-                for (e, p) in prod.iter_mut().enumerate() {
-                    *p = get(&m[e * sm + o * lenp + l0..]);
-                }
-                let rows = if ah > 1 {
-                    apply::<FMA>(&self.y.at_nz, ah, aw, &prod, &mut half, Dir::Rows);
-                    &mut half
+                // The first pass reads the products in place (copying them out first cost
+                // a store and a reload per group).
+                let load = |e: usize| group(&m[e * sm + o * lenp + l0..]);
+                let res: &mut [[f32; LANES]] = if ah > 1 {
+                    apply::<FMA>(&self.y.at_nz, ah, aw, load, &mut half, Dir::Rows);
+                    if aw > 1 {
+                        apply::<FMA>(&self.x.at_nz, aw, mh, |i| &half[i], &mut res, Dir::Cols);
+                        &mut res
+                    } else {
+                        &mut half
+                    }
                 } else {
-                    &mut prod
-                };
-                let res = if aw > 1 {
-                    apply::<FMA>(&self.x.at_nz, aw, mh, rows, &mut res, Dir::Cols);
+                    apply::<FMA>(&self.x.at_nz, aw, mh, load, &mut res, Dir::Cols);
                     &mut res
-                } else {
-                    rows
                 };
                 for r in res.iter_mut() {
                     for v in r.iter_mut() {
@@ -650,9 +649,9 @@ fn put(dst: &mut [f32], src: &[f32; LANES]) {
     *d = *src;
 }
 
-/// One SIMD group loaded from `src[..LANES]`.
+/// One SIMD group at the start of `src`.
 #[inline(always)]
-fn get(src: &[f32]) -> [f32; LANES] {
+fn group(src: &[f32]) -> &[f32; LANES] {
     src[..LANES].try_into().expect("LANES floats")
 }
 
@@ -675,11 +674,11 @@ enum Dir {
 /// a lane-vectorised 2-D array; `other` is the length of the untouched axis. `FMA` only where
 /// the CPU has it (`mul_add` is a slow library call otherwise).
 #[inline(always)]
-fn apply<const FMA: bool>(
+fn apply<'a, const FMA: bool>(
     mat: &Sparse,
     k: usize,
     other: usize,
-    src: &[[f32; LANES]],
+    src: impl Fn(usize) -> &'a [f32; LANES],
     dst: &mut [[f32; LANES]],
     dir: Dir,
 ) {
@@ -689,8 +688,8 @@ fn apply<const FMA: bool>(
             let mut acc = [0.0f32; LANES];
             for &(i, c) in nz {
                 let s = match dir {
-                    Dir::Rows => &src[i * other + q],
-                    Dir::Cols => &src[q * k + i],
+                    Dir::Rows => src(i * other + q),
+                    Dir::Cols => src(q * k + i),
                 };
                 for (a, &x) in acc.iter_mut().zip(s) {
                     *a = if FMA { c.mul_add(x, *a) } else { *a + c * x };
