@@ -1101,27 +1101,46 @@ fn avg_pool_plane(
     hsum: &mut [f32],
 ) {
     let hsum = &mut hsum[..h * w];
-    // Horizontal sums of each row.
+    // One pass per axis, each output written once (separate `+=` passes were store-bound);
+    // the additions are grouped as `(centre + left) + right`, `(above + centre) + below`.
     for (hs, row) in hsum.chunks_exact_mut(w).zip(src.chunks_exact(w)) {
-        hs.copy_from_slice(row);
-        for (d, &v) in hs[1..].iter_mut().zip(&row[..w - 1]) {
-            *d += v;
+        if w == 1 {
+            hs[0] = row[0];
+            continue;
         }
-        for (d, &v) in hs[..w - 1].iter_mut().zip(&row[1..]) {
-            *d += v;
+        hs[0] = row[0] + row[1];
+        for (d, ((&c, &l), &r)) in hs[1..w - 1]
+            .iter_mut()
+            .zip(row[1..].iter().zip(&row[..w - 2]).zip(&row[2..]))
+        {
+            *d = (c + l) + r;
         }
+        hs[w - 1] = row[w - 1] + row[w - 2];
     }
     for oy in 0..h {
         let (y0, y1) = (oy.saturating_sub(1), (oy + 2).min(h));
         let d = &mut dst[oy * w..][..w];
-        d.copy_from_slice(&hsum[y0 * w..][..w]);
-        for yy in y0 + 1..y1 {
-            for (a, &v) in d.iter_mut().zip(&hsum[yy * w..][..w]) {
-                *a += v;
+        let r0 = &hsum[y0 * w..][..w];
+        let cy = ny[oy];
+        match y1 - y0 {
+            3 => {
+                let (r1, r2) = (&hsum[(y0 + 1) * w..][..w], &hsum[(y0 + 2) * w..][..w]);
+                for (o, (((&a, &b), &c), &n)) in d.iter_mut().zip(r0.iter().zip(r1).zip(r2).zip(nx))
+                {
+                    *o = ((a + b) + c) / (cy * n);
+                }
             }
-        }
-        for (a, &c) in d.iter_mut().zip(nx) {
-            *a /= ny[oy] * c;
+            2 => {
+                let r1 = &hsum[(y0 + 1) * w..][..w];
+                for (o, ((&a, &b), &n)) in d.iter_mut().zip(r0.iter().zip(r1).zip(nx)) {
+                    *o = (a + b) / (cy * n);
+                }
+            }
+            _ => {
+                for (o, (&a, &n)) in d.iter_mut().zip(r0.iter().zip(nx)) {
+                    *o = a / (cy * n);
+                }
+            }
         }
     }
 }
