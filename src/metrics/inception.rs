@@ -82,14 +82,22 @@ pub struct Act {
 }
 
 impl Act {
-    /// Global average pool, `(N, C)` row-major (sums in f64).
+    /// Global average pool, `(N, C)` row-major (sums in f64). Parallel: it sits between
+    /// layers, where one thread alone would leave the other idle.
     fn global_avg(&self) -> Vec<f32> {
         let hw = self.h * self.w;
+        let means: Vec<f32> = self
+            .data
+            .par_chunks_exact(hw)
+            .map(|plane| {
+                let s: f64 = plane.iter().map(|&v| f64::from(v)).sum();
+                (s / hw as f64) as f32
+            })
+            .collect();
+        // Planes are (C, N); the features (N, C).
         let mut out = vec![0.0f32; self.n * self.c];
-        for (cn, plane) in self.data.chunks_exact(hw).enumerate() {
-            let (c, n) = (cn / self.n, cn % self.n);
-            let s: f64 = plane.iter().map(|&v| f64::from(v)).sum();
-            out[n * self.c + c] = (s / hw as f64) as f32;
+        for (cn, &m) in means.iter().enumerate() {
+            out[(cn % self.n) * self.c + cn / self.n] = m;
         }
         out
     }
