@@ -4,7 +4,8 @@
 //! Why not the `gemm` crate there: it packs both operands on every call, and the Winograd blocks
 //! are short (64–128 tiles, to stay in L2), so re-packing the weights of every block cost about
 //! as much as a fifth of the multiply-adds (measured: 20–25 % of the run in its packing
-//! routines). With `A` pre-packed and `B` read in place, what is left is the register-blocked
+//! routines). With `A` pre-packed and `B` read in place (copied per strip only when its rows are
+//! far apart, see [`gemm`]), what is left is the register-blocked
 //! kernel: 8 rows × 32 columns of `C` in 16 zmm accumulators, one FMA per broadcast weight and
 //! pair of `B` vectors. Other CPUs keep the `gemm` crate (see `winograd.rs`).
 

@@ -18,7 +18,9 @@
 //!   the network's 5.7 G multiply-adds per image) use Winograd's minimal filtering instead
 //!   (`winograd.rs`), which brings the network to 3.0 G multiply-adds per image — the direct
 //!   form needs more than this 2-core CPU's FMA peak for the speed goal (BENCHMARKS.md);
-//! - the Inception blocks' channel concatenations are appends;
+//! - the Inception blocks' channel concatenations cost nothing: each branch writes its channel
+//!   range of the block's output buffer;
+//! - activation buffers are recycled (`Pool`) rather than allocated per layer;
 //! - pooling works on contiguous `H×W` planes.
 //!
 //! The GEMMs run on `gemm_avx512.rs` (weights packed once at load, bias + ReLU in registers)
@@ -111,7 +113,7 @@ impl Act {
 /// cannot keep chunks above 64 MiB at all): together ≈ 10 % of the command's CPU time. Every
 /// layer overwrites its whole output, so a buffer needs no clearing between uses.
 #[derive(Default)]
-pub struct Pool(Mutex<Vec<Vec<f32>>>);
+pub(crate) struct Pool(Mutex<Vec<Vec<f32>>>);
 
 /// Buffers kept at most (a forward pass has a handful alive at once; the cap only bounds
 /// memory should a caller's pattern change).
@@ -119,7 +121,7 @@ const POOL_MAX: usize = 24;
 
 impl Pool {
     /// A buffer of `n` floats; contents unspecified (old activations or zeros).
-    pub fn take(&self, n: usize) -> Vec<f32> {
+    pub(crate) fn take(&self, n: usize) -> Vec<f32> {
         let found = {
             let mut free = self.0.lock().unwrap_or_else(|e| e.into_inner());
             // The smallest buffer that fits, so that large ones stay for large requests.
@@ -135,7 +137,7 @@ impl Pool {
     }
 
     /// Returns a buffer for reuse.
-    pub fn give(&self, v: Vec<f32>) {
+    pub(crate) fn give(&self, v: Vec<f32>) {
         let mut free = self.0.lock().unwrap_or_else(|e| e.into_inner());
         free.push(v);
         if free.len() > POOL_MAX {
