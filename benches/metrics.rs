@@ -3,7 +3,8 @@
 //! images/s of the network alone (decode + resize + forward, weights loaded once) over 3 runs of
 //! 64 images, and the median of 3 whole-command-equivalent runs on the fixture's 160 images
 //! (load weights, IS + FID + KID with 5 subsets of 40), after the `gemm` crate's single-thread
-//! throughput on Inception's GEMM shapes (the ceiling analysis in BENCHMARKS.md). Comparison
+//! throughput on Inception's GEMM shapes (the ceiling analysis in BENCHMARKS.md) and, on
+//! AVX-512 CPUs, that of the network's own pre-packed kernel on the same shapes. Comparison
 //! figure: torch-fidelity 0.4.0 (PyTorch 2.15 CPU, 2 threads) takes 14.8–15.0 s for that call
 //! (≈ 11 images/s). Run: `cargo bench --bench metrics`.
 
@@ -135,5 +136,36 @@ fn gemm_reference() {
             "f32 GEMM {m}x{k} . {k}x{n} ({what}), 1 thread: {:.0} GFLOP per CPU-second (median of 7)",
             median(rates)
         );
+        // The network's own kernel (weights pre-packed, as at load time), where it runs.
+        #[cfg(target_arch = "x86_64")]
+        if sg2im::metrics::gemm_avx512::available() {
+            let ap = sg2im::metrics::gemm_avx512::pack_a(&a, m, k);
+            let mut rates = Vec::new();
+            for _ in 0..7 {
+                let t = thread_cpu_seconds();
+                let reps = (2_000_000_000 / (m * k * n)).max(1);
+                for _ in 0..reps {
+                    // SAFETY: AVX-512 checked; row-major buffers of the sizes given.
+                    unsafe {
+                        sg2im::metrics::gemm_avx512::gemm(
+                            m,
+                            n,
+                            k,
+                            ap.as_ptr(),
+                            b.as_ptr(),
+                            n,
+                            c.as_mut_ptr(),
+                            n,
+                            None,
+                        );
+                    }
+                }
+                rates.push(2.0 * (reps * m * k * n) as f64 / (thread_cpu_seconds() - t) / 1e9);
+            }
+            println!(
+                "  same on the packed AVX-512 kernel (gemm_avx512): {:.0} GFLOP per CPU-second (median of 7)",
+                median(rates)
+            );
+        }
     }
 }

@@ -18,7 +18,9 @@
 //!   the network's 5.7 G multiply-adds per image) use Winograd's minimal filtering instead
 //!   (`winograd.rs`), which brings the network to 3.0 G multiply-adds per image — the direct
 //!   form needs more than this 2-core CPU's FMA peak for the speed goal (BENCHMARKS.md);
-//! - the Inception blocks' channel concatenations are appends;
+//! - the Inception blocks' channel concatenations cost nothing: each branch writes its channel
+//!   range of the block's output buffer;
+//! - activation buffers are recycled (`Pool`) rather than allocated per layer;
 //! - pooling works on contiguous `H×W` planes.
 //!
 //! The GEMMs run on `gemm_avx512.rs` (weights packed once at load, bias + ReLU in registers)
@@ -34,6 +36,7 @@ use rayon::join;
 use rayon::prelude::*;
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::Mutex;
 
 /// Features of one batch, row-major `(N, D)`, as torch-fidelity names them.
 #[derive(Clone, Debug, Default)]
@@ -81,28 +84,68 @@ pub struct Act {
 }
 
 impl Act {
-    /// Channels concatenated in order (`torch.cat(…, 1)`).
-    fn cat(parts: Vec<Act>) -> Act {
-        let (n, h, w) = (parts[0].n, parts[0].h, parts[0].w);
-        let c = parts.iter().map(|p| p.c).sum();
-        let mut data = Vec::with_capacity(c * n * h * w);
-        for p in parts {
-            debug_assert_eq!((p.n, p.h, p.w), (n, h, w));
-            data.extend_from_slice(&p.data);
-        }
-        Act { c, n, h, w, data }
-    }
-
-    /// Global average pool, `(N, C)` row-major (sums in f64).
+    /// Global average pool, `(N, C)` row-major (sums in f64). Parallel: it sits between
+    /// layers, where one thread alone would leave the other idle.
     fn global_avg(&self) -> Vec<f32> {
         let hw = self.h * self.w;
+        let means: Vec<f32> = self
+            .data
+            .par_chunks_exact(hw)
+            .map(|plane| {
+                let s: f64 = plane.iter().map(|&v| f64::from(v)).sum();
+                (s / hw as f64) as f32
+            })
+            .collect();
+        // Planes are (C, N); the features (N, C).
         let mut out = vec![0.0f32; self.n * self.c];
-        for (cn, plane) in self.data.chunks_exact(hw).enumerate() {
-            let (c, n) = (cn / self.n, cn % self.n);
-            let s: f64 = plane.iter().map(|&v| f64::from(v)).sum();
-            out[n * self.c + c] = (s / hw as f64) as f32;
+        for (cn, &m) in means.iter().enumerate() {
+            out[(cn % self.n) * self.c + cn / self.n] = m;
         }
         out
+    }
+}
+
+/// Activation buffers recycled across layers and batches.
+///
+/// Why: a batch's activations are tens to hundreds of MiB each. Freshly allocated, every one
+/// costs page faults and the kernel's page zeroing on first touch, and a recycled heap chunk
+/// costs `calloc`'s memset (rayon's threads allocate from glibc's per-thread arenas, which
+/// cannot keep chunks above 64 MiB at all): together ≈ 10 % of the command's CPU time. Every
+/// layer overwrites its whole output, so a buffer needs no clearing between uses.
+#[derive(Default)]
+pub(crate) struct Pool(Mutex<Vec<Vec<f32>>>);
+
+/// Buffers kept at most (a forward pass has a handful alive at once; the cap only bounds
+/// memory should a caller's pattern change).
+const POOL_MAX: usize = 24;
+
+impl Pool {
+    /// A buffer of `n` floats; contents unspecified (old activations or zeros).
+    pub(crate) fn take(&self, n: usize) -> Vec<f32> {
+        let found = {
+            let mut free = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            // The smallest buffer that fits, so that large ones stay for large requests.
+            let best = (0..free.len())
+                .filter(|&i| free[i].capacity() >= n)
+                .min_by_key(|&i| free[i].capacity());
+            best.map(|i| free.swap_remove(i))
+        };
+        let mut v = found.unwrap_or_else(|| Vec::with_capacity(n));
+        v.truncate(n);
+        v.resize(n, 0.0);
+        v
+    }
+
+    /// Returns a buffer for reuse.
+    pub(crate) fn give(&self, v: Vec<f32>) {
+        let mut free = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        free.push(v);
+        if free.len() > POOL_MAX {
+            let smallest = (0..free.len())
+                .min_by_key(|&i| free[i].capacity())
+                .expect("non-empty");
+            free.swap_remove(smallest);
+        }
     }
 }
 
@@ -285,6 +328,7 @@ pub struct InceptionV3 {
     mixed_7: [BlockE; 2],
     /// `fc.weight (1008, 2048)`; the bias is not used by any feature we compute.
     fc: Vec<f32>,
+    pool: Pool,
 }
 
 fn block_a(l: &mut Loader, p: &str, ci: usize, pool: usize) -> Result<BlockA> {
@@ -405,6 +449,7 @@ impl InceptionV3 {
             mixed_7a,
             mixed_7,
             fc,
+            pool: Pool::default(),
         })
     }
 
@@ -413,30 +458,38 @@ impl InceptionV3 {
     /// # Shapes
     /// `x (3, N, 299, 299)` channel-major ([`Act`]) → [`Features`] with `N` rows each.
     pub fn forward(&self, x: Act) -> Features {
+        let pool = &self.pool;
         let [c1a, c2a, c2b, c3b, c4a] = &self.stem;
-        let x = conv(c1a, &x); // 32 × 149²
-        let x = conv(c2a, &x); // 32 × 147²
-        let x = conv(c2b, &x); // 64 × 147²
-        let x = max_pool_3x3(&x, 2, false); // 64 × 73²
+        // Each layer's input goes back to the pool once the layer is done.
+        let step = |x: Act, f: &dyn Fn(&Act) -> Act| {
+            let y = f(&x);
+            pool.give(x.data);
+            y
+        };
+        let x = step(x, &|x| conv(c1a, x, pool)); // 32 × 149²
+        let x = step(x, &|x| conv(c2a, x, pool)); // 32 × 147²
+        let x = step(x, &|x| conv(c2b, x, pool)); // 64 × 147²
+        let x = step(x, &|x| max_pool_3x3(x, 2, false, pool)); // 64 × 73²
         let f64 = x.global_avg();
-        let x = conv(c3b, &x); // 80 × 73²
-        let x = conv(c4a, &x); // 192 × 71²
-        let mut x = max_pool_3x3(&x, 2, false); // 192 × 35²
+        let x = step(x, &|x| conv(c3b, x, pool)); // 80 × 73²
+        let x = step(x, &|x| conv(c4a, x, pool)); // 192 × 71²
+        let mut x = step(x, &|x| max_pool_3x3(x, 2, false, pool)); // 192 × 35²
         let f192 = x.global_avg();
         for b in &self.mixed_5 {
-            x = b.forward(&x); // 256, 288, 288 × 35²
+            x = step(x, &|x| b.forward(x, pool)); // 256, 288, 288 × 35²
         }
-        x = self.mixed_6a.forward(&x); // 768 × 17²
+        x = step(x, &|x| self.mixed_6a.forward(x, pool)); // 768 × 17²
         for b in &self.mixed_6 {
-            x = b.forward(&x);
+            x = step(x, &|x| b.forward(x, pool));
         }
         let f768 = x.global_avg();
-        x = self.mixed_7a.forward(&x); // 1280 × 8²
+        x = step(x, &|x| self.mixed_7a.forward(x, pool)); // 1280 × 8²
         for b in &self.mixed_7 {
-            x = b.forward(&x); // 2048 × 8²
+            x = step(x, &|x| b.forward(x, pool)); // 2048 × 8²
         }
         let f2048 = x.global_avg();
         let n = x.n;
+        pool.give(x.data);
         let mut logits_unbiased = vec![0.0f32; n * 1008];
         logits_unbiased
             .par_chunks_mut(1008)
@@ -459,102 +512,215 @@ impl InceptionV3 {
 
 // The branches of a block are independent: running them as parallel tasks lets a thread that
 // finished its share of one convolution take work from another branch instead of waiting at
-// the convolution's end (with 2 threads that wait cost ~6 % of the command's wall time).
+// the convolution's end (with 2 threads that wait cost ~6 % of the command's wall time). Each
+// branch writes its channels straight into the block's output (`torch.cat(…, 1)` of
+// channel-major activations is a split of one buffer), so there is no concatenation copy.
+
+/// A block's output of `c` channels at `h × w`, and its buffer cut into the branches'
+/// channel ranges (`chans`, in order).
+fn block_out<'a>(
+    x: &Act,
+    (h, w): (usize, usize),
+    chans: &[usize],
+    data: &'a mut [f32],
+) -> Vec<&'a mut [f32]> {
+    let plane = x.n * h * w;
+    let mut parts = Vec::with_capacity(chans.len());
+    let mut rest = data;
+    for &c in chans {
+        let (head, tail) = rest.split_at_mut(c * plane);
+        parts.push(head);
+        rest = tail;
+    }
+    debug_assert!(rest.is_empty());
+    parts
+}
+
+/// Runs `f` with a pooled buffer of `c × N × h × w` floats cut by `block_out`.
+fn with_block_out(
+    x: &Act,
+    (h, w): (usize, usize),
+    chans: &[usize],
+    pool: &Pool,
+    f: impl FnOnce(Vec<&mut [f32]>),
+) -> Act {
+    let c: usize = chans.iter().sum();
+    let mut data = pool.take(c * x.n * h * w);
+    f(block_out(x, (h, w), chans, &mut data));
+    Act {
+        c,
+        n: x.n,
+        h,
+        w,
+        data,
+    }
+}
 
 impl BlockA {
-    fn forward(&self, x: &Act) -> Act {
-        let ((b1, b5), (b3, bp)) = join(
-            || {
-                join(
-                    || conv(&self.b1, x),
-                    || conv(&self.b5[1], &conv(&self.b5[0], x)),
-                )
-            },
-            || {
-                join(
-                    || chain(&self.b3, x),
-                    || conv(&self.pool, &avg_pool_3x3_same(x)),
-                )
-            },
-        );
-        Act::cat(vec![b1, b5, b3, bp])
+    fn forward(&self, x: &Act, pool: &Pool) -> Act {
+        let chans = [self.b1.co, self.b5[1].co, self.b3[2].co, self.pool.co];
+        with_block_out(x, (x.h, x.w), &chans, pool, |parts| {
+            let [o1, o5, o3, op]: [&mut [f32]; 4] = parts.try_into().expect("4 branches");
+            join(
+                || {
+                    join(
+                        || conv_into(&self.b1, x, o1, pool),
+                        || chain_into(&self.b5, x, o5, pool),
+                    )
+                },
+                || {
+                    join(
+                        || chain_into(&self.b3, x, o3, pool),
+                        || pooled_conv(&self.pool, x, false, op, pool),
+                    )
+                },
+            );
+        })
     }
 }
 
 impl BlockB {
-    fn forward(&self, x: &Act) -> Act {
-        let ((b3, bd), mp) = join(
-            || join(|| conv(&self.b3, x), || chain(&self.b3dbl, x)),
-            || max_pool_3x3(x, 2, false),
-        );
-        Act::cat(vec![b3, bd, mp])
+    fn forward(&self, x: &Act, pool: &Pool) -> Act {
+        let (oh, ow) = ((x.h - 3) / 2 + 1, (x.w - 3) / 2 + 1);
+        let chans = [self.b3.co, self.b3dbl[2].co, x.c];
+        with_block_out(x, (oh, ow), &chans, pool, |parts| {
+            let [o3, od, om]: [&mut [f32]; 3] = parts.try_into().expect("3 branches");
+            join(
+                || {
+                    join(
+                        || conv_into(&self.b3, x, o3, pool),
+                        || chain_into(&self.b3dbl, x, od, pool),
+                    )
+                },
+                || max_pool_3x3_into(x, 2, false, om),
+            );
+        })
     }
 }
 
 impl BlockC {
-    fn forward(&self, x: &Act) -> Act {
-        let ((b1, b7), (bd, bp)) = join(
-            || join(|| conv(&self.b1, x), || chain(&self.b7, x)),
-            || {
-                join(
-                    || chain(&self.b7dbl, x),
-                    || conv(&self.pool, &avg_pool_3x3_same(x)),
-                )
-            },
-        );
-        Act::cat(vec![b1, b7, bd, bp])
+    fn forward(&self, x: &Act, pool: &Pool) -> Act {
+        let chans = [self.b1.co, self.b7[2].co, self.b7dbl[4].co, self.pool.co];
+        with_block_out(x, (x.h, x.w), &chans, pool, |parts| {
+            let [o1, o7, od, op]: [&mut [f32]; 4] = parts.try_into().expect("4 branches");
+            join(
+                || {
+                    join(
+                        || conv_into(&self.b1, x, o1, pool),
+                        || chain_into(&self.b7, x, o7, pool),
+                    )
+                },
+                || {
+                    join(
+                        || chain_into(&self.b7dbl, x, od, pool),
+                        || pooled_conv(&self.pool, x, false, op, pool),
+                    )
+                },
+            );
+        })
     }
 }
 
 impl BlockD {
-    fn forward(&self, x: &Act) -> Act {
-        let ((b3, b7), mp) = join(
-            || join(|| chain(&self.b3, x), || chain(&self.b7, x)),
-            || max_pool_3x3(x, 2, false),
-        );
-        Act::cat(vec![b3, b7, mp])
+    fn forward(&self, x: &Act, pool: &Pool) -> Act {
+        let (oh, ow) = ((x.h - 3) / 2 + 1, (x.w - 3) / 2 + 1);
+        let chans = [self.b3[1].co, self.b7[3].co, x.c];
+        with_block_out(x, (oh, ow), &chans, pool, |parts| {
+            let [o3, o7, om]: [&mut [f32]; 3] = parts.try_into().expect("3 branches");
+            join(
+                || {
+                    join(
+                        || chain_into(&self.b3, x, o3, pool),
+                        || chain_into(&self.b7, x, o7, pool),
+                    )
+                },
+                || max_pool_3x3_into(x, 2, false, om),
+            );
+        })
     }
 }
 
 impl BlockE {
-    fn forward(&self, x: &Act) -> Act {
-        let pooled = || {
-            if self.max_pool {
-                max_pool_3x3(x, 1, true)
-            } else {
-                avg_pool_3x3_same(x)
-            }
-        };
-        let ((b1, (b3a, b3b)), ((bda, bdb), bp)) = join(
-            || {
-                join(
-                    || conv(&self.b1, x),
-                    || {
-                        let t = conv(&self.b3_1, x);
-                        join(|| conv(&self.b3_2a, &t), || conv(&self.b3_2b, &t))
-                    },
-                )
-            },
-            || {
-                join(
-                    || {
-                        let t = conv(&self.bd_2, &conv(&self.bd_1, x));
-                        join(|| conv(&self.bd_3a, &t), || conv(&self.bd_3b, &t))
-                    },
-                    || conv(&self.pool, &pooled()),
-                )
-            },
-        );
-        Act::cat(vec![b1, b3a, b3b, bda, bdb, bp])
+    fn forward(&self, x: &Act, pool: &Pool) -> Act {
+        let chans = [
+            self.b1.co,
+            self.b3_2a.co,
+            self.b3_2b.co,
+            self.bd_3a.co,
+            self.bd_3b.co,
+            self.pool.co,
+        ];
+        with_block_out(x, (x.h, x.w), &chans, pool, |parts| {
+            let [o1, o3a, o3b, oda, odb, op]: [&mut [f32]; 6] =
+                parts.try_into().expect("6 branches");
+            join(
+                || {
+                    join(
+                        || conv_into(&self.b1, x, o1, pool),
+                        || {
+                            let t = conv(&self.b3_1, x, pool);
+                            join(
+                                || conv_into(&self.b3_2a, &t, o3a, pool),
+                                || conv_into(&self.b3_2b, &t, o3b, pool),
+                            );
+                            pool.give(t.data);
+                        },
+                    )
+                },
+                || {
+                    join(
+                        || {
+                            let t1 = conv(&self.bd_1, x, pool);
+                            let t = conv(&self.bd_2, &t1, pool);
+                            pool.give(t1.data);
+                            join(
+                                || conv_into(&self.bd_3a, &t, oda, pool),
+                                || conv_into(&self.bd_3b, &t, odb, pool),
+                            );
+                            pool.give(t.data);
+                        },
+                        || pooled_conv(&self.pool, x, self.max_pool, op, pool),
+                    )
+                },
+            );
+        })
     }
 }
 
-fn chain(convs: &[Conv], x: &Act) -> Act {
-    let mut y = conv(&convs[0], x);
-    for c in &convs[1..] {
-        y = conv(c, &y);
+/// The pooling branch: 3×3 stride-1 pool (max, or average without the padded zeros), then
+/// the 1×1 convolution `cv` into `out`.
+fn pooled_conv(cv: &Conv, x: &Act, max: bool, out: &mut [f32], pool: &Pool) {
+    let mut p = pool.take(x.data.len());
+    if max {
+        max_pool_3x3_into(x, 1, true, &mut p);
+    } else {
+        avg_pool_3x3_same_into(x, &mut p);
     }
-    y
+    let p = Act {
+        c: x.c,
+        n: x.n,
+        h: x.h,
+        w: x.w,
+        data: p,
+    };
+    conv_into(cv, &p, out, pool);
+    pool.give(p.data);
+}
+
+/// `convs` one after the other, the last one into `out`.
+fn chain_into(convs: &[Conv], x: &Act, out: &mut [f32], pool: &Pool) {
+    let (last, first) = convs.split_last().expect("a convolution");
+    let mut y: Option<Act> = None;
+    for c in first {
+        let next = conv(c, y.as_ref().unwrap_or(x), pool);
+        if let Some(prev) = y.replace(next) {
+            pool.give(prev.data);
+        }
+    }
+    conv_into(last, y.as_ref().unwrap_or(x), out, pool);
+    if let Some(prev) = y {
+        pool.give(prev.data);
+    }
 }
 
 /// A raw pointer shared by the tasks writing disjoint parts of one buffer.
@@ -573,17 +739,41 @@ impl Shared {
 /// Floats of one im2col tile (2 MiB: stays in L2 while the GEMM packs it).
 const TILE_FLOATS: usize = 512 << 10;
 
-/// `BasicConv2d` with folded BatchNorm: `relu(conv(x, w′) + b′)`.
+/// `BasicConv2d` with folded BatchNorm: `relu(conv(x, w′) + b′)`, into a pooled buffer.
 ///
 /// # Shapes
 /// `x (Ci, N, H, W)` → `(Co, N, H′, W′)`.
-fn conv(cv: &Conv, x: &Act) -> Act {
-    debug_assert_eq!(x.c, cv.ci);
-    if let Some(w) = &cv.wino {
-        return w.forward(x);
+fn conv(cv: &Conv, x: &Act, pool: &Pool) -> Act {
+    let (oh, ow) = cv.out_size(x);
+    let mut data = pool.take(cv.co * x.n * oh * ow);
+    conv_into(cv, x, &mut data, pool);
+    Act {
+        c: cv.co,
+        n: x.n,
+        h: oh,
+        w: ow,
+        data,
     }
-    let oh = (x.h + 2 * cv.ph - cv.kh) / cv.stride + 1;
-    let ow = (x.w + 2 * cv.pw - cv.kw) / cv.stride + 1;
+}
+
+impl Conv {
+    /// Output height and width on `x`.
+    fn out_size(&self, x: &Act) -> (usize, usize) {
+        (
+            (x.h + 2 * self.ph - self.kh) / self.stride + 1,
+            (x.w + 2 * self.pw - self.kw) / self.stride + 1,
+        )
+    }
+}
+
+/// [`conv`] into `out (Co, N, H′, W′)`, every element of which is written.
+fn conv_into(cv: &Conv, x: &Act, out: &mut [f32], pool: &Pool) {
+    debug_assert_eq!(x.c, cv.ci);
+    let (oh, ow) = cv.out_size(x);
+    assert_eq!(out.len(), cv.co * x.n * oh * ow);
+    if let Some(w) = &cv.wino {
+        return w.forward_into(x, out, pool);
+    }
     let p = x.n * oh * ow;
     let k = cv.ci * cv.kh * cv.kw;
     let threads = rayon::current_num_threads().max(1);
@@ -593,7 +783,6 @@ fn conv(cv: &Conv, x: &Act) -> Act {
         .clamp(64, 8192)
         .div_ceil(16)
         * 16;
-    let mut out = vec![0.0f32; cv.co * p];
     let dst = Shared(out.as_mut_ptr());
     let geo = Geo {
         n: x.n,
@@ -609,13 +798,6 @@ fn conv(cv: &Conv, x: &Act) -> Act {
             let len = tile.min(p - t0);
             conv_gemm_tile(cv, x, geo, (t0, len), p, col, dst);
         });
-    Act {
-        c: cv.co,
-        n: x.n,
-        h: oh,
-        w: ow,
-        data: out,
-    }
 }
 
 #[derive(Clone, Copy)]
@@ -749,50 +931,137 @@ fn im2col(cv: &Conv, x: &Act, g: Geo, (t0, len): (usize, usize), col: &mut Vec<f
 /// Max pool 3×3 with stride `s`; `pad` = padding 1 with −∞ (`F.max_pool2d(x, 3, 1, 1)`), else
 /// none (`nn.MaxPool2d(3, 2)`). Separable (the maximum of three rows, then of three columns):
 /// the same result in any order, and the row pass vectorises.
-fn max_pool_3x3(x: &Act, s: usize, pad: bool) -> Act {
+fn max_pool_3x3(x: &Act, s: usize, pad: bool, pool: &Pool) -> Act {
     let p = usize::from(pad);
     let oh = (x.h + 2 * p - 3) / s + 1;
     let ow = (x.w + 2 * p - 3) / s + 1;
-    let (h, w) = (x.h, x.w);
-    let mut out = vec![0.0f32; x.c * x.n * oh * ow];
-    out.par_chunks_mut(oh * ow)
-        .zip(x.data.par_chunks(h * w))
-        .for_each_init(Vec::new, |rowmax, (dst, src)| {
-            rowmax.clear();
-            rowmax.resize(w, 0.0f32);
-            for oy in 0..oh {
-                // Input rows of the window that lie inside the image.
-                let y0 = (oy * s).saturating_sub(p);
-                let y1 = (oy * s + 3 - p).min(h);
-                rowmax.copy_from_slice(&src[y0 * w..][..w]);
-                for yy in y0 + 1..y1 {
-                    for (m, &v) in rowmax.iter_mut().zip(&src[yy * w..][..w]) {
-                        *m = m.max(v);
-                    }
-                }
-                for (ox, d) in dst[oy * ow..][..ow].iter_mut().enumerate() {
-                    let x0 = (ox * s).saturating_sub(p);
-                    let x1 = (ox * s + 3 - p).min(w);
-                    *d = rowmax[x0..x1]
-                        .iter()
-                        .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-                }
-            }
-        });
+    let mut data = pool.take(x.c * x.n * oh * ow);
+    max_pool_3x3_into(x, s, pad, &mut data);
     Act {
         c: x.c,
         n: x.n,
         h: oh,
         w: ow,
-        data: out,
+        data,
+    }
+}
+
+/// [`max_pool_3x3`] into `out (C, N, H′, W′)`.
+fn max_pool_3x3_into(x: &Act, s: usize, pad: bool, out: &mut [f32]) {
+    let p = usize::from(pad);
+    let oh = (x.h + 2 * p - 3) / s + 1;
+    let ow = (x.w + 2 * p - 3) / s + 1;
+    let (h, w) = (x.h, x.w);
+    assert_eq!(out.len(), x.c * x.n * oh * ow);
+    let simd = gemm_avx512::available();
+    out.par_chunks_mut(oh * ow)
+        .zip(x.data.par_chunks(h * w))
+        .for_each_init(Vec::new, |rowmax, (dst, src)| {
+            if rowmax.len() < w {
+                rowmax.resize(w, 0.0f32);
+            }
+            let g = PoolGeo { h, w, oh, ow, s, p };
+            #[cfg(target_arch = "x86_64")]
+            if simd {
+                // SAFETY: the CPU has AVX-512 (`available`).
+                return unsafe { max_pool_plane_avx512(src, dst, g, rowmax) };
+            }
+            let _ = simd;
+            max_pool_plane(src, dst, g, rowmax);
+        });
+}
+
+/// One plane's pooling geometry: input and output size, stride, padding.
+#[derive(Clone, Copy)]
+struct PoolGeo {
+    h: usize,
+    w: usize,
+    oh: usize,
+    ow: usize,
+    s: usize,
+    p: usize,
+}
+
+/// The pooling loops compiled for AVX-512 (the crate targets baseline x86-64, where they run
+/// 4 floats wide and the average's division one float at a time: ≈ 7 % of the command's CPU
+/// time before).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn max_pool_plane_avx512(src: &[f32], dst: &mut [f32], g: PoolGeo, rowmax: &mut [f32]) {
+    max_pool_plane(src, dst, g, rowmax)
+}
+
+/// [`max_pool_3x3`] of one `h × w` plane. Each output row: the maximum of the window's rows,
+/// then of three neighbouring columns as shifted whole-row maxima (vectorisable), read at the
+/// stride.
+#[inline(always)]
+fn max_pool_plane(src: &[f32], dst: &mut [f32], g: PoolGeo, rowmax: &mut [f32]) {
+    let PoolGeo { h, w, oh, ow, s, p } = g;
+    let rowmax = &mut rowmax[..w];
+    for oy in 0..oh {
+        // Input rows of the window that lie inside the image.
+        let y0 = (oy * s).saturating_sub(p);
+        let y1 = (oy * s + 3 - p).min(h);
+        rowmax.copy_from_slice(&src[y0 * w..][..w]);
+        for yy in y0 + 1..y1 {
+            for (m, &v) in rowmax.iter_mut().zip(&src[yy * w..][..w]) {
+                *m = m.max(v);
+            }
+        }
+        let d = &mut dst[oy * ow..][..ow];
+        if w < 3 {
+            // Windows clipped on both sides (tiny inputs only).
+            for (ox, d) in d.iter_mut().enumerate() {
+                let x0 = (ox * s).saturating_sub(p);
+                let x1 = (ox * s + 3 - p).min(w);
+                *d = rowmax[x0..x1]
+                    .iter()
+                    .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+            }
+            continue;
+        }
+        // Full windows: column x covers x..x+3 of `rowmax`.
+        let full = |x: usize| rowmax[x].max(rowmax[x + 1]).max(rowmax[x + 2]);
+        if p == 1 {
+            // Stride 1 (Mixed_7c): padding clips the first and last windows.
+            debug_assert_eq!((s, ow), (1, w));
+            d[0] = rowmax[0].max(rowmax[1]);
+            d[w - 1] = rowmax[w - 2].max(rowmax[w - 1]);
+            for (x, o) in d[1..w - 1].iter_mut().enumerate() {
+                *o = full(x);
+            }
+        } else if s == 1 {
+            for (x, o) in d.iter_mut().enumerate() {
+                *o = full(x);
+            }
+        } else {
+            for (ox, o) in d.iter_mut().enumerate() {
+                *o = full(ox * s);
+            }
+        }
     }
 }
 
 /// `F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)`: the mean over the
 /// window's positions inside the image. Separable (sums of three columns, then of three rows,
 /// both vectorised); the summation order differs from PyTorch's by float32 rounding only.
+#[cfg(test)]
 fn avg_pool_3x3_same(x: &Act) -> Act {
+    let mut data = vec![0.0; x.data.len()];
+    avg_pool_3x3_same_into(x, &mut data);
+    Act {
+        c: x.c,
+        n: x.n,
+        h: x.h,
+        w: x.w,
+        data,
+    }
+}
+
+/// [`avg_pool_3x3_same`] into `out (C, N, H, W)`.
+fn avg_pool_3x3_same_into(x: &Act, out: &mut [f32]) {
     let (h, w) = (x.h, x.w);
+    assert_eq!(out.len(), x.data.len());
     // Window positions inside the image along one axis of length `len`.
     let inside = |len: usize| -> Vec<f32> {
         (0..len)
@@ -800,42 +1069,89 @@ fn avg_pool_3x3_same(x: &Act) -> Act {
             .collect()
     };
     let (ny, nx) = (inside(h), inside(w));
-    let mut out = vec![0.0f32; x.data.len()];
+    let simd = gemm_avx512::available();
     out.par_chunks_mut(h * w)
         .zip(x.data.par_chunks(h * w))
         .for_each_init(Vec::new, |hsum, (dst, src)| {
-            // Horizontal sums of each row.
-            hsum.clear();
-            hsum.resize(h * w, 0.0f32);
-            for (hs, row) in hsum.chunks_exact_mut(w).zip(src.chunks_exact(w)) {
-                hs.copy_from_slice(row);
-                for (d, &v) in hs[1..].iter_mut().zip(&row[..w - 1]) {
-                    *d += v;
-                }
-                for (d, &v) in hs[..w - 1].iter_mut().zip(&row[1..]) {
-                    *d += v;
-                }
+            // Every element is overwritten: grown, never cleared.
+            if hsum.len() < h * w {
+                hsum.resize(h * w, 0.0f32);
             }
-            for oy in 0..h {
-                let (y0, y1) = (oy.saturating_sub(1), (oy + 2).min(h));
-                let d = &mut dst[oy * w..][..w];
-                d.copy_from_slice(&hsum[y0 * w..][..w]);
-                for yy in y0 + 1..y1 {
-                    for (a, &v) in d.iter_mut().zip(&hsum[yy * w..][..w]) {
-                        *a += v;
-                    }
-                }
-                for (a, &c) in d.iter_mut().zip(&nx) {
-                    *a /= ny[oy] * c;
-                }
+            #[cfg(target_arch = "x86_64")]
+            if simd {
+                // SAFETY: the CPU has AVX-512 (`available`).
+                return unsafe { avg_pool_plane_avx512(src, dst, (h, w), (&ny, &nx), hsum) };
             }
+            let _ = simd;
+            avg_pool_plane(src, dst, (h, w), (&ny, &nx), hsum);
         });
-    Act {
-        c: x.c,
-        n: x.n,
-        h,
-        w,
-        data: out,
+}
+
+/// [`avg_pool_plane`] compiled for AVX-512 (see [`max_pool_plane_avx512`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn avg_pool_plane_avx512(
+    src: &[f32],
+    dst: &mut [f32],
+    hw: (usize, usize),
+    counts: (&[f32], &[f32]),
+    hsum: &mut [f32],
+) {
+    avg_pool_plane(src, dst, hw, counts, hsum)
+}
+
+/// [`avg_pool_3x3_same`] of one `h × w` plane; `counts` = window positions inside the image
+/// per row and per column.
+#[inline(always)]
+fn avg_pool_plane(
+    src: &[f32],
+    dst: &mut [f32],
+    (h, w): (usize, usize),
+    (ny, nx): (&[f32], &[f32]),
+    hsum: &mut [f32],
+) {
+    let hsum = &mut hsum[..h * w];
+    // One pass per axis, each output written once (separate `+=` passes were store-bound);
+    // the additions are grouped as `(centre + left) + right`, `(above + centre) + below`.
+    for (hs, row) in hsum.chunks_exact_mut(w).zip(src.chunks_exact(w)) {
+        if w == 1 {
+            hs[0] = row[0];
+            continue;
+        }
+        hs[0] = row[0] + row[1];
+        for (d, ((&c, &l), &r)) in hs[1..w - 1]
+            .iter_mut()
+            .zip(row[1..].iter().zip(&row[..w - 2]).zip(&row[2..]))
+        {
+            *d = (c + l) + r;
+        }
+        hs[w - 1] = row[w - 1] + row[w - 2];
+    }
+    for oy in 0..h {
+        let (y0, y1) = (oy.saturating_sub(1), (oy + 2).min(h));
+        let d = &mut dst[oy * w..][..w];
+        let r0 = &hsum[y0 * w..][..w];
+        let cy = ny[oy];
+        match y1 - y0 {
+            3 => {
+                let (r1, r2) = (&hsum[(y0 + 1) * w..][..w], &hsum[(y0 + 2) * w..][..w]);
+                for (o, (((&a, &b), &c), &n)) in d.iter_mut().zip(r0.iter().zip(r1).zip(r2).zip(nx))
+                {
+                    *o = ((a + b) + c) / (cy * n);
+                }
+            }
+            2 => {
+                let r1 = &hsum[(y0 + 1) * w..][..w];
+                for (o, ((&a, &b), &n)) in d.iter_mut().zip(r0.iter().zip(r1).zip(nx)) {
+                    *o = (a + b) / (cy * n);
+                }
+            }
+            _ => {
+                for (o, (&a, &n)) in d.iter_mut().zip(r0.iter().zip(nx)) {
+                    *o = a / (cy * n);
+                }
+            }
+        }
     }
 }
 
@@ -920,10 +1236,10 @@ mod tests {
             };
             let want = naive(&cv, &x);
             // The `gemm` crate, then (on AVX-512) the pre-packed kernel.
-            let mut got = vec![conv(&cv, &x)];
+            let mut got = vec![conv(&cv, &x, &Pool::default())];
             if gemm_avx512::available() {
                 cv.packed = Some(gemm_avx512::pack_a(&cv.w, co, ci * kh * kw));
-                got.push(conv(&cv, &x));
+                got.push(conv(&cv, &x, &Pool::default()));
             }
             for got in got {
                 assert_eq!((got.c, got.h, got.w), (want.c, want.h, want.w));
@@ -944,13 +1260,88 @@ mod tests {
             w: 3,
             data: (1..=9).map(|v| v as f32).collect(),
         };
+        let pool = Pool::default();
         let a = avg_pool_3x3_same(&x);
         // Corner: mean of 1, 2, 4, 5 (padding not counted); centre: mean of all nine.
         assert_eq!(a.data[0], 3.0);
         assert_eq!(a.data[4], 5.0);
-        let m = max_pool_3x3(&x, 1, true);
+        let m = max_pool_3x3(&x, 1, true, &pool);
         assert_eq!(m.data, [5.0, 6.0, 6.0, 8.0, 9.0, 9.0, 8.0, 9.0, 9.0]);
-        let m2 = max_pool_3x3(&x, 2, false);
+        let m2 = max_pool_3x3(&x, 2, false, &pool);
         assert_eq!(m2.data, [9.0]);
+    }
+
+    /// The pools' planes against window-by-window definitions, on odd and even sizes, through
+    /// the dispatching functions (AVX-512 where present) and the portable plane functions.
+    #[test]
+    fn pools_match_windowed_definitions() {
+        for &(h, w) in &[(7, 9), (8, 8), (17, 17), (2, 5), (3, 2)] {
+            let x = Act {
+                c: 2,
+                n: 3,
+                h,
+                w,
+                data: (0..6 * h * w).map(|i| pseudo(i + 1)).collect(),
+            };
+            let at = |pl: usize, y: isize, xx: isize| {
+                (y >= 0 && xx >= 0 && y < h as isize && xx < w as isize)
+                    .then(|| x.data[pl * h * w + y as usize * w + xx as usize])
+            };
+            let window = |pl: usize, y0: isize, x0: isize| -> Vec<f32> {
+                (0..3)
+                    .flat_map(|i| (0..3).filter_map(move |j| at(pl, y0 + i, x0 + j)))
+                    .collect()
+            };
+            for (s, pad) in [(1, true), (2, false)] {
+                if !pad && (h < 3 || w < 3) {
+                    continue;
+                }
+                let p = usize::from(pad);
+                let (oh, ow) = ((h + 2 * p - 3) / s + 1, (w + 2 * p - 3) / s + 1);
+                let got = max_pool_3x3(&x, s, pad, &Pool::default());
+                let mut portable = vec![f32::NAN; got.data.len()];
+                let g = PoolGeo { h, w, oh, ow, s, p };
+                for (d, src) in portable.chunks_mut(oh * ow).zip(x.data.chunks(h * w)) {
+                    max_pool_plane(src, d, g, &mut vec![0.0; w]);
+                }
+                for pl in 0..6 {
+                    for oy in 0..oh {
+                        for ox in 0..ow {
+                            let win = window(
+                                pl,
+                                (oy * s) as isize - p as isize,
+                                (ox * s) as isize - p as isize,
+                            );
+                            let want = win.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+                            let i = (pl * oh + oy) * ow + ox;
+                            assert_eq!(got.data[i], want, "max s{s} {h}x{w}");
+                            assert_eq!(portable[i], want, "portable max s{s} {h}x{w}");
+                        }
+                    }
+                }
+            }
+            let got = avg_pool_3x3_same(&x);
+            let inside = |len: usize| -> Vec<f32> {
+                (0..len)
+                    .map(|i| ((i + 2).min(len) - i.saturating_sub(1)) as f32)
+                    .collect()
+            };
+            let (ny, nx) = (inside(h), inside(w));
+            let mut portable = vec![f32::NAN; x.data.len()];
+            for (d, src) in portable.chunks_mut(h * w).zip(x.data.chunks(h * w)) {
+                avg_pool_plane(src, d, (h, w), (&ny, &nx), &mut vec![0.0; h * w]);
+            }
+            for pl in 0..6 {
+                for y in 0..h {
+                    for xx in 0..w {
+                        let win = window(pl, y as isize - 1, xx as isize - 1);
+                        let want = win.iter().sum::<f32>() / win.len() as f32;
+                        let i = (pl * h + y) * w + xx;
+                        assert!((got.data[i] - want).abs() < 1e-6, "avg {h}x{w}");
+                        assert_eq!(portable[i], got.data[i]);
+                    }
+                }
+            }
+        }
     }
 }
