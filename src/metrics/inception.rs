@@ -27,6 +27,7 @@
 //! where the CPU has AVX-512, else on the `gemm` crate (which re-packs both operands per call);
 //! [`conv_gemm_tile`] handles Inception's asymmetric kernels and paddings (1×7, 7×1, 1×3, 3×1).
 
+use super::Shared;
 use super::gemm_avx512;
 use super::winograd::WinogradConv;
 use crate::io::torch::{self, TorchTensor};
@@ -720,19 +721,6 @@ fn chain_into(convs: &[Conv], x: &Act, out: &mut [f32], pool: &Pool) {
     conv_into(last, y.as_ref().unwrap_or(x), out, pool);
     if let Some(prev) = y {
         pool.give(prev.data);
-    }
-}
-
-/// A raw pointer shared by the tasks writing disjoint parts of one buffer.
-#[derive(Clone, Copy)]
-struct Shared(*mut f32);
-// SAFETY: each task writes only its own columns (see `conv`).
-unsafe impl Send for Shared {}
-unsafe impl Sync for Shared {}
-
-impl Shared {
-    fn get(self) -> *mut f32 {
-        self.0
     }
 }
 

@@ -17,6 +17,7 @@
 //! the float32 error close to the direct convolution's (measured in the tests below and in
 //! tests/metrics.rs).
 
+use super::Shared;
 use super::gemm_avx512;
 use super::inception::{Act, Pool};
 use rayon::prelude::*;
@@ -181,19 +182,6 @@ struct Geo {
     /// Tiles per column and per row.
     th: usize,
     tw: usize,
-}
-
-/// A raw pointer shared by the tasks writing disjoint tiles of one output.
-#[derive(Clone, Copy)]
-struct Shared(*mut f32);
-// SAFETY: each task writes only the output pixels of its own tiles (see `forward`).
-unsafe impl Send for Shared {}
-unsafe impl Sync for Shared {}
-
-impl Shared {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
 }
 
 impl WinogradConv {
