@@ -16,18 +16,15 @@ use burn::tensor::Device;
 use serde_json::Value;
 use sg2im::device::DeviceChoice;
 use sg2im::train::{TrainArgs, train};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
+
+mod common;
+
+use common::scratch;
 
 fn device_name() -> String {
     std::env::var("SG2IM_TEST_DEVICE").unwrap_or_else(|_| "gpu".to_string())
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sg2im-gpu-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 #[test]
@@ -50,39 +47,29 @@ fn the_test_device_is_a_working_gpu() {
 /// 16×16 shapes, networks of a few thousand parameters (lavapipe has one 2 GiB heap), 4 batches
 /// of 4 per epoch, both discriminators and the mask loss on, checkpoints every 4 iterations.
 fn tiny_args(out: &Path, device: &str, extra: &[&str]) -> TrainArgs {
-    let mut flags: Vec<String> = [
+    let device = format!("--device={device}");
+    let flags: Vec<&str> = [
         "--dataset=shapes",
-        "--image_size=16,16",
-        "--batch_size=4",
         "--shapes_num_train=16",
         "--shapes_num_val=4",
         "--num_val_samples=4",
         "--mask_size=4",
         "--mask_loss_weight=0.1",
-        "--embedding_dim=8",
-        "--gconv_dim=8",
-        "--gconv_hidden_dim=16",
         "--gconv_num_layers=2",
-        "--refinement_network_dims=16,8",
         "--layout_noise_dim=4",
-        "--d_obj_arch=C3-8-2,C3-16-2",
-        "--d_img_arch=C3-8-2,C3-16-2",
-        "--crop_size=8",
         "--learning_rate=1e-3",
         "--loader_num_workers=0",
         "--print_every=1",
         "--checkpoint_every=4",
         "--num_iterations=8",
-        "--progress=0",
         "--seed=7",
+        &device,
     ]
-    .iter()
-    .map(|s| s.to_string())
+    .into_iter()
+    .chain(extra.iter().copied())
     .collect();
-    flags.push(format!("--device={device}"));
-    flags.push(format!("--output_dir={}", out.display()));
-    flags.extend(extra.iter().map(|s| s.to_string()));
-    TrainArgs::parse_from(flags).unwrap()
+    // `common::TINY_FLAGS` gives the network shape (16×16 images, batches of 4).
+    TrainArgs::parse_from(common::tiny_flags(out, &flags)).unwrap()
 }
 
 /// The `(t, record)` pairs of a metrics file's `kind` records, timings dropped.
