@@ -197,12 +197,48 @@ mod gpu {
             #[cfg(feature = "cuda")]
             Kind::Cuda => quietly(|| Device::cuda(0usize)),
             #[cfg(feature = "vulkan")]
-            Kind::Vulkan => wgpu_init(burn::tensor::wgpu::WgpuBackend::Vulkan),
+            Kind::Vulkan => {
+                refuse_cpu_only_vulkan()?;
+                wgpu_init(burn::tensor::wgpu::WgpuBackend::Vulkan)
+            }
             #[cfg(feature = "wgpu")]
             Kind::Wgpu => wgpu_init(burn::tensor::wgpu::WgpuBackend::Auto),
             #[allow(unreachable_patterns)] // every arm present when all features are on
             _ => unreachable!("probe() checks BUILT first"),
         }
+    }
+
+    /// Mesa's lavapipe (Vulkan on the CPU) kills the process (SIGSEGV in
+    /// `create_compute_pipeline`) on the first of cubecl's SPIR-V shaders, which no panic hook can
+    /// turn into an error. cubecl takes a CPU adapter only when there is no other, so refuse
+    /// exactly then, before any shader is compiled. No adapter at all is left to cubecl's own
+    /// (fallible) initialisation.
+    #[cfg(feature = "vulkan")]
+    fn refuse_cpu_only_vulkan() -> std::result::Result<(), String> {
+        use burn::cubecl::wgpu::wgpu;
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+            backends: wgpu::Backends::VULKAN,
+            ..wgpu::InstanceDescriptor::new_without_display_handle()
+        });
+        let adapters: Vec<wgpu::AdapterInfo> =
+            burn::cubecl::future::block_on(instance.enumerate_adapters(wgpu::Backends::VULKAN))
+                .iter()
+                .map(wgpu::Adapter::get_info)
+                .collect();
+        if !adapters.is_empty()
+            && adapters
+                .iter()
+                .all(|a| a.device_type == wgpu::DeviceType::Cpu)
+        {
+            let names: Vec<&str> = adapters.iter().map(|a| a.name.as_str()).collect();
+            return Err(format!(
+                "the only Vulkan adapter is a CPU driver ({}), which crashes on this backend's \
+                 SPIR-V shaders; use --device wgpu (a binary built with --features wgpu alone) \
+                 or --device cpu",
+                names.join(", ")
+            ));
+        }
+        Ok(())
     }
 
     #[cfg(any(feature = "wgpu", feature = "vulkan"))]
