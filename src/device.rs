@@ -260,6 +260,9 @@ mod gpu {
     pub(super) fn quietly<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
         use std::panic;
         use std::sync::{Arc, Mutex};
+        // The panic hook is process-wide: two probes at once would restore each other's hooks.
+        static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let prev: Arc<dyn Fn(&panic::PanicHookInfo<'_>) + Send + Sync> =
             Arc::from(panic::take_hook());
         let seen: Arc<Mutex<Vec<String>>> = Arc::default();
