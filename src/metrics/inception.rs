@@ -27,10 +27,10 @@
 //! where the CPU has AVX-512, else on the `gemm` crate (which re-packs both operands per call);
 //! [`conv_gemm_tile`] handles Inception's asymmetric kernels and paddings (1×7, 7×1, 1×3, 3×1).
 
-use super::Shared;
 use super::gemm_avx512;
 use super::winograd::WinogradConv;
 use crate::io::torch::{self, TorchTensor};
+use crate::kernels::host::SharedMut;
 use crate::{Error, Result};
 use indexmap::IndexMap;
 use rayon::join;
@@ -771,7 +771,7 @@ fn conv_into(cv: &Conv, x: &Act, out: &mut [f32], pool: &Pool) {
         .clamp(64, 8192)
         .div_ceil(16)
         * 16;
-    let dst = Shared(out.as_mut_ptr());
+    let dst = SharedMut(out.as_mut_ptr());
     let geo = Geo {
         n: x.n,
         h: x.h,
@@ -806,7 +806,7 @@ fn conv_gemm_tile(
     (t0, len): (usize, usize),
     p: usize,
     col: &mut Vec<f32>,
-    dst: Shared,
+    dst: SharedMut,
 ) {
     let k = cv.ci * cv.kh * cv.kw;
     let direct = cv.kh == 1 && cv.kw == 1 && cv.stride == 1 && cv.ph == 0 && cv.pw == 0;
@@ -830,7 +830,7 @@ fn conv_gemm_tile(
                 ap.as_ptr(),
                 rhs,
                 rhs_rs,
-                dst.get().add(t0),
+                dst.ptr().add(t0),
                 p,
                 Some(&cv.b),
             );
@@ -840,7 +840,7 @@ fn conv_gemm_tile(
     // SAFETY: this task alone owns columns [t0, t0 + len) of every row of the (Co, P) output;
     // the row-major operands cover (Co, K) and (K, len) with the strides given.
     unsafe {
-        let d = dst.get().add(t0);
+        let d = dst.ptr().add(t0);
         gemm::gemm(
             cv.co,
             len,

@@ -20,22 +20,6 @@ use rayon::prelude::*;
 use resize::INCEPTION_SIZE;
 use std::path::{Path, PathBuf};
 
-/// A raw pointer to one output buffer, shared by parallel tasks that each write a disjoint part
-/// of it (columns of a convolution's output in `inception`, tiles in `winograd`): the buffer
-/// cannot be split into `&mut` slices along those strided parts.
-#[derive(Clone, Copy)]
-pub(crate) struct Shared(pub(crate) *mut f32);
-// SAFETY: every user writes only its own disjoint part, and the buffer outlives the tasks (each
-// site says why).
-unsafe impl Send for Shared {}
-unsafe impl Sync for Shared {}
-
-impl Shared {
-    pub(crate) fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-
 /// torch-fidelity's result names, in its order.
 pub const KEY_ISC_MEAN: &str = "inception_score_mean";
 pub const KEY_ISC_STD: &str = "inception_score_std";

@@ -17,9 +17,9 @@
 //! the float32 error close to the direct convolution's (measured in the tests below and in
 //! tests/metrics.rs).
 
-use super::Shared;
 use super::gemm_avx512;
 use super::inception::{Act, Pool};
+use crate::kernels::host::SharedMut;
 use rayon::prelude::*;
 use std::cell::RefCell;
 
@@ -332,7 +332,7 @@ impl WinogradConv {
             .clamp(GEMM_PANEL, 4096)
             .div_ceil(GEMM_PANEL)
             * GEMM_PANEL;
-        let dst = Shared(out.as_mut_ptr());
+        let dst = SharedMut(out.as_mut_ptr());
         (0..tiles.div_ceil(block)).into_par_iter().for_each(|bi| {
             let t0 = bi * block;
             let len = block.min(tiles - t0);
@@ -353,7 +353,7 @@ impl WinogradConv {
         (t0, len): (usize, usize),
         v: &mut Vec<f32>,
         m: &mut Vec<f32>,
-        dst: Shared,
+        dst: SharedMut,
     ) {
         let xi = self.y.alpha * self.x.alpha;
         // Rows of `v` and `m` hold whole SIMD groups (see `padded`).
@@ -524,7 +524,7 @@ impl WinogradConv {
         m: &[f32],
         g: Geo,
         (t0, len): (usize, usize),
-        dst: Shared,
+        dst: SharedMut,
     ) {
         let (ah, aw) = (self.y.alpha, self.x.alpha);
         let (mh, mw) = (self.y.m, self.x.m);
@@ -595,7 +595,7 @@ impl WinogradConv {
                     // SAFETY: AVX512 only where the CPU has it; the stores write this block's
                     // tiles' pixels inside the output, which only this task handles.
                     unsafe {
-                        let d = dst.get().add(base);
+                        let d = dst.ptr().add(base);
                         if mw == 1 {
                             avx512::store_runs(res, &runs[gi], g.ow, d);
                         } else {
@@ -607,7 +607,7 @@ impl WinogradConv {
                 for (l, &(off, rows, cols)) in place.iter().enumerate() {
                     // SAFETY: inside this output's (Co, N, H′, W′) buffer; the pixels belong to
                     // this lane's tile, which only this task handles.
-                    let d = unsafe { dst.get().add(base + off) };
+                    let d = unsafe { dst.ptr().add(base + off) };
                     let ext = (rows, cols, mw);
                     match (cols == mw, mw) {
                         (true, 1) => store_tile::<1>(res, l, d, g.ow, ext),
@@ -911,7 +911,7 @@ mod avx512 {
 /// The transforms compiled for the widest SIMD the CPU has, chosen at run time (the crate is
 /// built for the baseline x86-64 target, where they would use 4-wide SSE without FMA).
 mod simd {
-    use super::{Act, Geo, Shared, WinogradConv};
+    use super::{Act, Geo, SharedMut, WinogradConv};
 
     /// The widest transform code the CPU can run.
     pub(super) fn level() -> u8 {
@@ -943,13 +943,13 @@ mod simd {
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,fma")]
-    fn output_avx512(w: &WinogradConv, m: &[f32], g: Geo, r: (usize, usize), d: Shared) {
+    fn output_avx512(w: &WinogradConv, m: &[f32], g: Geo, r: (usize, usize), d: SharedMut) {
         w.output_transform_impl::<true, true>(m, g, r, d)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    fn output_avx2(w: &WinogradConv, m: &[f32], g: Geo, r: (usize, usize), d: Shared) {
+    fn output_avx2(w: &WinogradConv, m: &[f32], g: Geo, r: (usize, usize), d: SharedMut) {
         w.output_transform_impl::<true, false>(m, g, r, d)
     }
 
@@ -975,7 +975,7 @@ mod simd {
         m: &[f32],
         g: Geo,
         r: (usize, usize),
-        d: Shared,
+        d: SharedMut,
     ) {
         #[cfg(target_arch = "x86_64")]
         match w.simd {
