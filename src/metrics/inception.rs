@@ -559,24 +559,7 @@ fn with_block_out(
 
 impl BlockA {
     fn forward(&self, x: &Act, pool: &Pool) -> Act {
-        let chans = [self.b1.co, self.b5[1].co, self.b3[2].co, self.pool.co];
-        with_block_out(x, (x.h, x.w), &chans, pool, |parts| {
-            let [o1, o5, o3, op]: [&mut [f32]; 4] = parts.try_into().expect("4 branches");
-            join(
-                || {
-                    join(
-                        || conv_into(&self.b1, x, o1, pool),
-                        || chain_into(&self.b5, x, o5, pool),
-                    )
-                },
-                || {
-                    join(
-                        || chain_into(&self.b3, x, o3, pool),
-                        || pooled_conv(&self.pool, x, false, op, pool),
-                    )
-                },
-            );
-        })
+        one_by_one_two_chains_pool(x, pool, &self.b1, &self.b5, &self.b3, &self.pool)
     }
 }
 
@@ -601,25 +584,40 @@ impl BlockB {
 
 impl BlockC {
     fn forward(&self, x: &Act, pool: &Pool) -> Act {
-        let chans = [self.b1.co, self.b7[2].co, self.b7dbl[4].co, self.pool.co];
-        with_block_out(x, (x.h, x.w), &chans, pool, |parts| {
-            let [o1, o7, od, op]: [&mut [f32]; 4] = parts.try_into().expect("4 branches");
-            join(
-                || {
-                    join(
-                        || conv_into(&self.b1, x, o1, pool),
-                        || chain_into(&self.b7, x, o7, pool),
-                    )
-                },
-                || {
-                    join(
-                        || chain_into(&self.b7dbl, x, od, pool),
-                        || pooled_conv(&self.pool, x, false, op, pool),
-                    )
-                },
-            );
-        })
+        one_by_one_two_chains_pool(x, pool, &self.b1, &self.b7, &self.b7dbl, &self.pool)
     }
+}
+
+/// The branch layout `InceptionA` and `InceptionC` share, at the input's size: 1×1 | a chain |
+/// another chain | 3×3 average pool → 1×1, concatenated in that order; the four branches run
+/// as parallel tasks writing their parts of the block output.
+fn one_by_one_two_chains_pool(
+    x: &Act,
+    pool: &Pool,
+    b1: &Conv,
+    chain_a: &[Conv],
+    chain_b: &[Conv],
+    pooled: &Conv,
+) -> Act {
+    let last = |c: &[Conv]| c.last().expect("a convolution").co;
+    let chans = [b1.co, last(chain_a), last(chain_b), pooled.co];
+    with_block_out(x, (x.h, x.w), &chans, pool, |parts| {
+        let [o1, oa, ob, op]: [&mut [f32]; 4] = parts.try_into().expect("4 branches");
+        join(
+            || {
+                join(
+                    || conv_into(b1, x, o1, pool),
+                    || chain_into(chain_a, x, oa, pool),
+                )
+            },
+            || {
+                join(
+                    || chain_into(chain_b, x, ob, pool),
+                    || pooled_conv(pooled, x, false, op, pool),
+                )
+            },
+        );
+    })
 }
 
 impl BlockD {
