@@ -82,6 +82,22 @@ fn thread_cpu_seconds() -> f64 {
     t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
 }
 
+/// A GEMM of `mkn` multiply-adds timed in this thread's CPU time, repeated in 7 rounds of about
+/// 2·10⁹ multiply-adds each: the median rate in GFLOP per CPU-second.
+fn gflops_per_cpu_second(mkn: usize, mut gemm: impl FnMut()) -> f64 {
+    let reps = (2_000_000_000 / mkn).max(1);
+    let rates = (0..7)
+        .map(|_| {
+            let t = thread_cpu_seconds();
+            for _ in 0..reps {
+                gemm();
+            }
+            2.0 * (reps * mkn) as f64 / (thread_cpu_seconds() - t) / 1e9
+        })
+        .collect();
+    median(rates)
+}
+
 /// What the `gemm` crate reaches on one thread on Inception's GEMM shapes (`M = Co`, `K =
 /// Ci·kh·kw`, `N` = a tile of output positions as `conv` cuts them), in GFLOP per CPU-second:
 /// compare with the FMA peak per core (≈ 116 on this machine's Zen 4 at 3.6 GHz: 32 FLOP per
@@ -99,72 +115,58 @@ fn gemm_reference() {
         let a = vec![0.5f32; m * k];
         let b = vec![0.25f32; k * n];
         let mut c = vec![0.0f32; m * n];
-        let mut rates = Vec::new();
-        for _ in 0..7 {
-            let t = thread_cpu_seconds();
-            let reps = (2_000_000_000 / (m * k * n)).max(1);
-            for _ in 0..reps {
-                // SAFETY: row-major buffers of the sizes given.
-                unsafe {
-                    gemm::gemm(
-                        m,
-                        n,
-                        k,
-                        c.as_mut_ptr(),
-                        1,
-                        n as isize,
-                        false,
-                        a.as_ptr(),
-                        1,
-                        k as isize,
-                        b.as_ptr(),
-                        1,
-                        n as isize,
-                        0.0f32,
-                        1.0f32,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    );
-                }
+        let rate = gflops_per_cpu_second(m * k * n, || {
+            // SAFETY: row-major buffers of the sizes given.
+            unsafe {
+                gemm::gemm(
+                    m,
+                    n,
+                    k,
+                    c.as_mut_ptr(),
+                    1,
+                    n as isize,
+                    false,
+                    a.as_ptr(),
+                    1,
+                    k as isize,
+                    b.as_ptr(),
+                    1,
+                    n as isize,
+                    0.0f32,
+                    1.0f32,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
             }
-            rates.push(2.0 * (reps * m * k * n) as f64 / (thread_cpu_seconds() - t) / 1e9);
-        }
+        });
         assert!(c[0] > 0.0);
         println!(
-            "f32 GEMM {m}x{k} . {k}x{n} ({what}), 1 thread: {:.0} GFLOP per CPU-second (median of 7)",
-            median(rates)
+            "f32 GEMM {m}x{k} . {k}x{n} ({what}), 1 thread: {rate:.0} GFLOP per CPU-second (median of 7)"
         );
         // The network's own kernel (weights pre-packed, as at load time), where it runs.
         #[cfg(target_arch = "x86_64")]
         if sg2im::metrics::gemm_avx512::available() {
             let ap = sg2im::metrics::gemm_avx512::pack_a(&a, m, k);
-            let mut rates = Vec::new();
-            for _ in 0..7 {
-                let t = thread_cpu_seconds();
-                let reps = (2_000_000_000 / (m * k * n)).max(1);
-                for _ in 0..reps {
-                    // SAFETY: AVX-512 checked; row-major buffers of the sizes given.
-                    unsafe {
-                        sg2im::metrics::gemm_avx512::gemm(
-                            m,
-                            n,
-                            k,
-                            ap.as_ptr(),
-                            b.as_ptr(),
-                            n,
-                            c.as_mut_ptr(),
-                            n,
-                            None,
-                        );
-                    }
+            let rate = gflops_per_cpu_second(m * k * n, || {
+                // SAFETY: AVX-512 checked; row-major buffers of the sizes given.
+                unsafe {
+                    sg2im::metrics::gemm_avx512::gemm(
+                        m,
+                        n,
+                        k,
+                        ap.as_ptr(),
+                        b.as_ptr(),
+                        n,
+                        c.as_mut_ptr(),
+                        n,
+                        None,
+                    );
                 }
-                rates.push(2.0 * (reps * m * k * n) as f64 / (thread_cpu_seconds() - t) / 1e9);
-            }
+            });
             println!(
-                "  same on the packed AVX-512 kernel (gemm_avx512): {:.0} GFLOP per CPU-second (median of 7)",
-                median(rates)
+                "  same on the packed AVX-512 kernel (gemm_avx512): {rate:.0} GFLOP per CPU-second (median of 7)"
             );
         }
     }
