@@ -7,7 +7,7 @@ pub mod layout;
 
 use crate::data::factory::{DataPaths, DatasetKind, DatasetOptions, Split, open_dataset};
 use crate::data::loader::Loader;
-use crate::eval::classifier::{CropSource, ObjectScorer};
+use crate::eval::classifier::{CropSource, ObjectScorer, objects_of_image};
 use crate::imagenet::{deprocess_to_u8_hwc, save_png_rgb};
 use crate::inference::load_generator;
 use crate::metrics::{self, Input2, MetricsOptions, Progress};
@@ -249,16 +249,13 @@ pub fn evaluate(
                 continue;
             }
             let (h, w) = batch.image_size;
+            // The ground-truth boxes of image i's objects, __image__ left out.
             let objects = |i: usize| -> Vec<[f32; 4]> {
-                batch
-                    .objs
-                    .iter()
-                    .zip(&batch.obj_to_img)
-                    .zip(&batch.boxes)
-                    .filter(|((o, img), _)| {
-                        **img == i as i64 && Some(**o as usize) != image_category
-                    })
-                    .map(|(_, b)| *b)
+                let (objs, boxes) = objects_of_image(&batch, i);
+                objs.iter()
+                    .zip(boxes)
+                    .filter(|(o, _)| Some(**o as usize) != image_category)
+                    .map(|(_, b)| b)
                     .collect()
             };
             if k == 0 {
