@@ -35,7 +35,6 @@ use crate::{Error, Result};
 use indexmap::IndexMap;
 use rayon::join;
 use rayon::prelude::*;
-use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -153,7 +152,8 @@ impl Pool {
 /// `BasicConv2d` with its BatchNorm folded in: conv (+bias) → ReLU.
 #[derive(Clone, Debug)]
 struct Conv {
-    /// `(Co, Ci·kh·kw)` row-major.
+    /// `(Co, Ci·kh·kw)` row-major; empty where `wino` or `packed` replaces it (kept, it would
+    /// only add to the memory the weights occupy).
     w: Vec<f32>,
     b: Vec<f32>,
     co: usize,
@@ -173,13 +173,23 @@ struct Conv {
 /// BatchNorm's `num_batches_tracked`) are errors, as in `load_state_dict(strict=True)`.
 struct Loader {
     tensors: IndexMap<String, TorchTensor>,
-    used: HashSet<String>,
     what: String,
+    /// Input side (H = W) of the layers being read, at the network's 299×299 input: picks the
+    /// Winograd tile with the fewest multiplications at that size.
+    size: usize,
 }
 
 impl Loader {
+    /// The layers read next take inputs of `size × size`.
+    fn at(&mut self, size: usize) -> &mut Self {
+        self.size = size;
+        self
+    }
+
+    /// The tensor at `key` as f32, removed from the file's tensors: its bytes are freed at
+    /// once, so the next tensor's conversion reuses that memory instead of faulting in new pages.
     fn take(&mut self, key: &str, shape: &[usize]) -> Result<Vec<f32>> {
-        let t = self.tensors.get(key).ok_or_else(|| {
+        let t = self.tensors.shift_remove(key).ok_or_else(|| {
             Error::invalid(format!(
                 "{}: missing key '{key}' (expected an Inception-v3 state dict as in weights-inception-2015-12-05-6726825d.pth)",
                 self.what
@@ -191,7 +201,6 @@ impl Loader {
                 self.what, t.shape, shape
             )));
         }
-        self.used.insert(key.to_string());
         Ok(t.to_f32())
     }
 
@@ -220,12 +229,18 @@ impl Loader {
             }
             b[o] = (f64::from(beta[o]) - f64::from(mean[o]) * scale) as f32;
         }
-        let wino = winograd_tile(kh, kw, stride)
+        let out = (self.size + 2 * ph + 1 - kh, self.size + 2 * pw + 1 - kw);
+        let wino = winograd_tile((kh, kw), stride, out)
             .map(|tile| WinogradConv::new(&wf, &b, (co, ci), (kh, kw), (ph, pw), tile));
         let packed =
             (wino.is_none() && gemm_avx512::available()).then(|| gemm_avx512::pack_a(&wf, co, k));
+        let w = if wino.is_some() || packed.is_some() {
+            Vec::new()
+        } else {
+            wf
+        };
         Ok(Conv {
-            w: wf,
+            w,
             b,
             co,
             ci,
@@ -239,12 +254,12 @@ impl Loader {
         })
     }
 
-    /// Fails on the first key the network does not use.
+    /// Fails on the first key the network does not use (every used one has been taken).
     fn finish(&self) -> Result<()> {
         let extra = self
             .tensors
             .keys()
-            .find(|k| !k.ends_with(".num_batches_tracked") && !self.used.contains(*k));
+            .find(|k| !k.ends_with(".num_batches_tracked"));
         match extra {
             Some(k) => Err(Error::invalid(format!(
                 "{}: unexpected key '{k}' for torch-fidelity's Inception-v3",
@@ -255,21 +270,35 @@ impl Loader {
     }
 }
 
-/// Outputs per Winograd tile along H and W for a `kh × kw` kernel, or `None` for the direct
-/// GEMM (1×1 convolutions, strided ones).
+/// Outputs per Winograd tile along H and W for a `kh × kw` kernel producing `oh × ow` outputs
+/// (stride 1), or `None` for the direct GEMM (1×1 convolutions, strided ones).
 ///
-/// Chosen by measurement on Inception's layer shapes (BENCHMARKS.md): F(4, 3) for 3-tap axes
-/// (3×3, 1×3, 3×1: 1.5–2× faster than im2col + GEMM), F(4, 5) for the 5×5 (2.6×), F(3, 7) for
-/// 1×7 and 7×1 (1.6×; F(4, 7) is barely faster and needs the interpolation points ±3, which
-/// cost accuracy). Features stay within 6e-5 of torch-fidelity's, relative to each layer's
-/// largest value (tests/metrics.rs allows 2e-4; the direct convolution gives 4e-5).
-fn winograd_tile(kh: usize, kw: usize, stride: usize) -> Option<(usize, usize)> {
-    let m = |r: usize| match r {
-        1 => 1,
-        7 => 3,
-        _ => 4,
+/// Along each axis, of the tiles F(m, r) whose float32 error was measured acceptable, the one
+/// needing the fewest multiplications over the whole axis, `⌈size / m⌉ · (m + r − 1)` (a
+/// partial last tile costs as much as a whole one): F(6, 3) or F(4, 3) for 3 taps (F(6, 3) at
+/// Inception's 147, 71 and 35: 20 % fewer products; F(4, 3) at 8, where F(6, 3) would compute
+/// 12 outputs for 8), F(4, 5) for 5 taps, F(3, 7) for 7 (F(4, 7) needs the interpolation points
+/// ±3, which cost accuracy). Every choice uses the points 0, ±1, ±2, ±½ at most: features stay
+/// within 6.3e-5 of torch-fidelity's, relative to each layer's largest value (tests/metrics.rs
+/// allows 2e-4; the direct convolution gives 4e-5).
+fn winograd_tile(
+    (kh, kw): (usize, usize),
+    stride: usize,
+    (oh, ow): (usize, usize),
+) -> Option<(usize, usize)> {
+    let m = |r: usize, size: usize| {
+        let candidates: &[usize] = match r {
+            1 => &[1],
+            3 => &[6, 4],
+            5 => &[4],
+            _ => &[3],
+        };
+        *candidates
+            .iter()
+            .min_by_key(|&&m| size.div_ceil(m) * (m + r - 1))
+            .expect("a candidate")
     };
-    (stride == 1 && kh * kw > 1).then(|| (m(kh), m(kw)))
+    (stride == 1 && kh * kw > 1).then(|| (m(kh, oh), m(kw, ow)))
 }
 
 fn c1(l: &mut Loader, p: &str, ci: usize, co: usize) -> Result<Conv> {
@@ -393,17 +422,18 @@ impl InceptionV3 {
         let tensors = torch::state_dict(&value, &what)?;
         let mut loader = Loader {
             tensors,
-            used: HashSet::new(),
             what,
+            size: 299,
         };
         let l = &mut loader;
         let stem = [
-            l.conv("Conv2d_1a_3x3", 3, 32, (3, 3), 2, (0, 0))?,
-            l.conv("Conv2d_2a_3x3", 32, 32, (3, 3), 1, (0, 0))?,
-            l.conv("Conv2d_2b_3x3", 32, 64, (3, 3), 1, (1, 1))?,
-            c1(l, "Conv2d_3b_1x1", 64, 80)?,
-            l.conv("Conv2d_4a_3x3", 80, 192, (3, 3), 1, (0, 0))?,
+            l.at(299).conv("Conv2d_1a_3x3", 3, 32, (3, 3), 2, (0, 0))?,
+            l.at(149).conv("Conv2d_2a_3x3", 32, 32, (3, 3), 1, (0, 0))?,
+            l.at(147).conv("Conv2d_2b_3x3", 32, 64, (3, 3), 1, (1, 1))?,
+            c1(l.at(73), "Conv2d_3b_1x1", 64, 80)?,
+            l.at(73).conv("Conv2d_4a_3x3", 80, 192, (3, 3), 1, (0, 0))?,
         ];
+        l.at(35);
         let mixed_5 = [
             block_a(l, "Mixed_5b", 192, 32)?,
             block_a(l, "Mixed_5c", 256, 64)?,
@@ -417,6 +447,7 @@ impl InceptionV3 {
                 l.conv("Mixed_6a.branch3x3dbl_3", 96, 96, (3, 3), 2, (0, 0))?,
             ],
         };
+        l.at(17);
         let mixed_6 = [
             block_c(l, "Mixed_6b", 128)?,
             block_c(l, "Mixed_6c", 160)?,
@@ -435,6 +466,7 @@ impl InceptionV3 {
                 l.conv("Mixed_7a.branch7x7x3_4", 192, 192, (3, 3), 2, (0, 0))?,
             ],
         };
+        l.at(8);
         let mixed_7 = [
             block_e(l, "Mixed_7b", 1280, false)?,
             block_e(l, "Mixed_7c", 2048, true)?,
@@ -452,6 +484,13 @@ impl InceptionV3 {
             fc,
             pool: Pool::default(),
         })
+    }
+
+    /// A buffer of `len` floats (contents unspecified) from the network's pool of activation
+    /// buffers, for the next batch's input: [`forward`](Self::forward) returns its input's
+    /// buffer there.
+    pub fn recycled_buffer(&self, len: usize) -> Vec<f32> {
+        self.pool.take(len)
     }
 
     /// All features of a batch of resized, normalised images.
@@ -1187,6 +1226,26 @@ mod tests {
 
     fn pseudo(i: usize) -> f32 {
         ((i * 2_654_435_761) % 1000) as f32 / 500.0 - 1.0
+    }
+
+    #[test]
+    fn winograd_tiles_follow_the_layer_size() {
+        // Inception's stride-1 layers: (kernel, output size) → tile.
+        for (k, size, want) in [
+            ((3, 3), 147, Some((6, 6))),
+            ((3, 3), 71, Some((6, 6))),
+            ((3, 3), 35, Some((6, 6))),
+            ((3, 3), 8, Some((4, 4))),
+            ((1, 3), 8, Some((1, 4))),
+            ((3, 1), 8, Some((4, 1))),
+            ((5, 5), 35, Some((4, 4))),
+            ((1, 7), 17, Some((1, 3))),
+            ((7, 1), 17, Some((3, 1))),
+            ((1, 1), 35, None),
+        ] {
+            assert_eq!(winograd_tile(k, 1, (size, size)), want, "{k:?} at {size}");
+        }
+        assert_eq!(winograd_tile((3, 3), 2, (35, 35)), None);
     }
 
     #[test]

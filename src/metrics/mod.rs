@@ -113,35 +113,39 @@ pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Decodes and resizes a batch of images into the network's input.
+/// Decodes and resizes a batch of images into the network's input, in `buffer` (any length
+/// and contents: a recycled activation buffer saves allocating and faulting in ~34 MB per
+/// batch of 32).
 ///
 /// # Shapes
 /// `paths (N)` → `(3, N, 299, 299)` channel-major.
-pub fn load_batch(paths: &[PathBuf]) -> Result<Act> {
-    let s = INCEPTION_SIZE;
-    let per = 3 * s * s;
-    let images: Vec<Vec<f32>> = paths
+pub fn load_batch(paths: &[PathBuf], mut buffer: Vec<f32>) -> Result<Act> {
+    let (s, n) = (INCEPTION_SIZE, paths.len());
+    buffer.resize(3 * n * s * s, 0.0);
+    // Plane `c·N + i` is channel c of image i: regroup them per image.
+    let mut planes = buffer.chunks_exact_mut(s * s);
+    let mut channel = || planes.by_ref().take(n).collect::<Vec<_>>();
+    let (r, g, b) = (channel(), channel(), channel());
+    let per_image: Vec<[&mut [f32]; 3]> = r
+        .into_iter()
+        .zip(g)
+        .zip(b)
+        .map(|((r, g), b)| [r, g, b])
+        .collect();
+    paths
         .par_iter()
-        .map(|p| {
+        .zip(per_image)
+        .try_for_each(|(p, dst)| -> Result<()> {
             let (rgb, w, h) = crate::data::image::load_rgb(p)?;
-            let mut dst = vec![0.0f32; per];
-            resize::resize_normalize(&rgb, h, w, s, &mut dst);
-            Ok(dst)
-        })
-        .collect::<Result<_>>()?;
-    let n = images.len();
-    let mut data = vec![0.0f32; n * per];
-    for (i, img) in images.iter().enumerate() {
-        for c in 0..3 {
-            data[(c * n + i) * s * s..][..s * s].copy_from_slice(&img[c * s * s..][..s * s]);
-        }
-    }
+            resize::resize_normalize_planes(&rgb, h, w, s, dst);
+            Ok(())
+        })?;
     Ok(Act {
         c: 3,
         n,
         h: s,
         w: s,
-        data,
+        data: buffer,
     })
 }
 
@@ -155,7 +159,8 @@ pub fn extract_features(
     let mut all = Features::default();
     let mut done = 0;
     for chunk in paths.chunks(batch_size.max(1)) {
-        let x = load_batch(chunk)?;
+        let len = 3 * chunk.len() * INCEPTION_SIZE * INCEPTION_SIZE;
+        let x = load_batch(chunk, net.recycled_buffer(len))?;
         all.extend(net.forward(x));
         done += chunk.len();
         progress(Progress::Done { done });

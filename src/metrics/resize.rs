@@ -41,13 +41,21 @@ impl Axis {
 /// channel-major to `dst`: `dst[c][y][x]`, i.e. `(3, out, out)`; `dst.len() == 3·out²`.
 /// `h, w ≥ 1`.
 pub fn resize_normalize(rgb: &[u8], h: usize, w: usize, out: usize, dst: &mut [f32]) {
-    debug_assert_eq!(rgb.len(), h * w * 3);
     debug_assert_eq!(dst.len(), 3 * out * out);
+    let (r, gb) = dst.split_at_mut(out * out);
+    let (g, b) = gb.split_at_mut(out * out);
+    resize_normalize_planes(rgb, h, w, out, [r, g, b]);
+}
+
+/// [`resize_normalize`] into three separate `out × out` planes (R, G, B), e.g. an image's
+/// planes in a channel-major batch `(3, N, out, out)`.
+pub fn resize_normalize_planes(rgb: &[u8], h: usize, w: usize, out: usize, dst: [&mut [f32]; 3]) {
+    debug_assert_eq!(rgb.len(), h * w * 3);
     let ax = Axis::new(w, out);
     let ay = Axis::new(h, out);
     let px = |y: usize, x: usize, c: usize| f32::from(rgb[(y * w + x) * 3 + c]);
-    for c in 0..3 {
-        let plane = &mut dst[c * out * out..][..out * out];
+    for (c, plane) in dst.into_iter().enumerate() {
+        debug_assert_eq!(plane.len(), out * out);
         for (oy, row) in plane.chunks_exact_mut(out).enumerate() {
             let (y0, y1, dy) = (ay.lo[oy], ay.hi[oy], ay.frac[oy]);
             for (ox, d) in row.iter_mut().enumerate() {

@@ -161,14 +161,22 @@ pub struct WinogradConv {
     pw: usize,
     y: Axis,
     x: Axis,
-    /// `U (α_h·α_w, Co, Ci)` row-major: the transformed kernels.
-    u: Vec<f32>,
-    /// `U_ξ` packed for [`gemm_avx512`] (one after the other), where the CPU has AVX-512.
-    u_packed: Option<Vec<f32>>,
+    /// The transformed kernels, in the layout of the GEMM that multiplies them.
+    u: Kernels,
     b: Vec<f32>,
     /// Transform code to run: 2 AVX-512, 1 AVX2 + FMA, 0 portable ([`simd::level`]; tests
     /// lower it to check every path on one machine).
     simd: u8,
+}
+
+/// `U (α_h·α_w, Co, Ci)`: one form only (the weights of the 3×3 layers grow 4× in Winograd
+/// form, so keeping both would add ~100 MB to the network's memory).
+#[derive(Clone, Debug)]
+enum Kernels {
+    /// `U_ξ` packed for [`gemm_avx512`], one after the other (where the CPU has AVX-512).
+    Packed(Vec<f32>),
+    /// Row-major, for the `gemm` crate.
+    Plain(Vec<f32>),
 }
 
 /// The output geometry of one call.
@@ -187,7 +195,6 @@ struct Geo {
 impl WinogradConv {
     /// `w (Co, Ci, kh, kw)` row-major, bias `b (Co)`, padding `(ph, pw)`, and `mh × mw` outputs
     /// per tile (`mh == 1` when `kh == 1`, likewise for W).
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         w: &[f32],
         b: &[f32],
@@ -196,10 +203,26 @@ impl WinogradConv {
         (ph, pw): (usize, usize),
         (mh, mw): (usize, usize),
     ) -> Self {
+        let pack = gemm_avx512::available();
+        Self::with_gemm(w, b, (co, ci), (kh, kw), (ph, pw), (mh, mw), pack)
+    }
+
+    /// [`new`](Self::new), with the kernels packed for [`gemm_avx512`] or not (`pack` only
+    /// where the CPU has AVX-512; tests run both GEMMs on one machine).
+    fn with_gemm(
+        w: &[f32],
+        b: &[f32],
+        (co, ci): (usize, usize),
+        (kh, kw): (usize, usize),
+        (ph, pw): (usize, usize),
+        (mh, mw): (usize, usize),
+        pack: bool,
+    ) -> Self {
         assert_eq!(w.len(), co * ci * kh * kw);
         assert!((kh > 1 || mh == 1) && (kw > 1 || mw == 1));
-        // A tile's outputs fit one SIMD register (the AVX-512 output transform relies on it).
-        assert!(mh * mw <= LANES);
+        // A tile row fits one SIMD register, a patch row one load (the AVX-512 transforms rely
+        // on both).
+        assert!(mw <= LANES && mw + kw - 1 <= LANES);
         let (y, x) = (Axis::new(mh, kh), Axis::new(mw, kw));
         let (ah, aw) = (y.alpha, x.alpha);
         // Each output channel's `(ξ, Ci)` block in parallel (done at load time, in f64: one
@@ -236,11 +259,16 @@ impl WinogradConv {
                 u[(e * co + o) * ci..][..ci].copy_from_slice(row);
             }
         }
-        let u_packed = gemm_avx512::available().then(|| {
-            u.chunks_exact(co * ci)
-                .flat_map(|ue| gemm_avx512::pack_a(ue, co, ci))
-                .collect()
-        });
+        drop(per_o);
+        let u = if pack {
+            Kernels::Packed(
+                u.chunks_exact(co * ci)
+                    .flat_map(|ue| gemm_avx512::pack_a(ue, co, ci))
+                    .collect(),
+            )
+        } else {
+            Kernels::Plain(u)
+        };
         WinogradConv {
             co,
             ci,
@@ -249,7 +277,6 @@ impl WinogradConv {
             y,
             x,
             u,
-            u_packed,
             b: b.to_vec(),
             simd: simd::level(),
         }
@@ -365,10 +392,10 @@ impl WinogradConv {
         grow(m, xi * sm);
         simd::input_transform(self, x, g, (t0, len), v);
         #[cfg(target_arch = "x86_64")]
-        if let Some(up) = &self.u_packed {
+        if let Kernels::Packed(up) = &self.u {
             let panel = self.co.div_ceil(gemm_avx512::MR) * gemm_avx512::MR * self.ci;
             for e in 0..xi {
-                // SAFETY: `u_packed` exists only where AVX-512 does; (Co, Ci) · (Ci, lenp) →
+                // SAFETY: packed kernels exist only where AVX-512 does; (Co, Ci) · (Ci, lenp) →
                 // (Co, lenp) slices of the buffers above.
                 unsafe {
                     gemm_avx512::gemm(
@@ -387,6 +414,9 @@ impl WinogradConv {
             simd::output_transform(self, m, g, (t0, len), dst);
             return;
         }
+        let Kernels::Plain(u) = &self.u else {
+            unreachable!("kernels are packed only where AVX-512 runs them")
+        };
         for e in 0..xi {
             // SAFETY: row-major (Co, Ci) · (Ci, lenp) → (Co, len) slices of the buffers above.
             unsafe {
@@ -398,7 +428,7 @@ impl WinogradConv {
                     1,
                     lenp as isize,
                     false,
-                    self.u.as_ptr().add(e * self.co * self.ci),
+                    u.as_ptr().add(e * self.co * self.ci),
                     1,
                     self.ci as isize,
                     v.as_ptr().add(e * sv),
@@ -599,7 +629,7 @@ impl WinogradConv {
                         if mw == 1 {
                             avx512::store_runs(res, &runs[gi], g.ow, d);
                         } else {
-                            avx512::store_transposed(res, place, mw, g.ow, d);
+                            avx512::store_transposed(res, place, (mh, mw), g.ow, d);
                         }
                     }
                     continue;
@@ -861,47 +891,53 @@ mod avx512 {
         }
     }
 
-    /// Tiles of `mw ≥ 2` columns: a transpose gives each lane's `mh × mw` pixels (row-major)
-    /// in one register, stored a row at a time; `place[l]` = (offset of the tile's first
-    /// pixel, rows, columns inside the image).
+    /// Tiles of `mw ≥ 2` columns: transposes give each lane's pixels (row-major) in one
+    /// register, as many whole tile rows per transpose as fit in 16 lanes, stored a row at a
+    /// time; `place[l]` = (offset of the tile's first pixel, rows, columns inside the image).
     ///
     /// # Safety
-    /// AVX-512F; `res.len() ≤ 16`; `place` addresses the tiles' output pixels from `dst`.
+    /// AVX-512F; `res.len() == mh·mw`, `2 ≤ mw ≤ 16`; `place` addresses the tiles' output
+    /// pixels from `dst`.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn store_transposed(
         res: &[[f32; LANES]],
         place: &[(usize, usize, usize)],
-        mw: usize,
+        (mh, mw): (usize, usize),
         ow: usize,
         dst: *mut f32,
     ) {
+        let per = (LANES / mw).min(mh);
         // SAFETY: as the caller promises; masked-off lanes are not written.
         unsafe {
-            let mut r = [_mm512_setzero_ps(); 16];
-            for (v, p) in r.iter_mut().zip(res) {
-                *v = _mm512_loadu_ps(p.as_ptr());
-            }
-            transpose16(&mut r);
-            for (&(off, rows, cols), &v) in place.iter().zip(&r) {
-                if mw == 4 && cols == 4 {
-                    // Whole rows of 4: plain 128-bit stores (masked stores cost about half of
-                    // this function's time on Zen 4).
-                    let d = dst.add(off);
-                    for i in 0..rows {
-                        let q = match i {
-                            0 => _mm512_castps512_ps128(v),
-                            1 => _mm512_extractf32x4_ps::<1>(v),
-                            2 => _mm512_extractf32x4_ps::<2>(v),
-                            _ => _mm512_extractf32x4_ps::<3>(v),
-                        };
-                        _mm_storeu_ps(d.add(i * ow), q);
-                    }
-                    continue;
+            for r0 in (0..mh).step_by(per) {
+                let nr = per.min(mh - r0);
+                let mut r = [_mm512_setzero_ps(); 16];
+                for (v, p) in r.iter_mut().zip(&res[r0 * mw..(r0 + nr) * mw]) {
+                    *v = _mm512_loadu_ps(p.as_ptr());
                 }
-                let row_mask = (1u32 << cols) - 1;
-                for i in 0..rows {
-                    let at = dst.add(off + i * ow).wrapping_sub(i * mw);
-                    _mm512_mask_storeu_ps(at, (row_mask << (i * mw)) as __mmask16, v);
+                transpose16(&mut r);
+                for (&(off, rows, cols), &v) in place.iter().zip(&r) {
+                    let d = dst.add(off + r0 * ow);
+                    let rows = rows.saturating_sub(r0).min(nr);
+                    if mw == 4 && cols == 4 {
+                        // Whole rows of 4: plain 128-bit stores (masked stores cost about half
+                        // of this function's time on Zen 4).
+                        for i in 0..rows {
+                            let q = match i {
+                                0 => _mm512_castps512_ps128(v),
+                                1 => _mm512_extractf32x4_ps::<1>(v),
+                                2 => _mm512_extractf32x4_ps::<2>(v),
+                                _ => _mm512_extractf32x4_ps::<3>(v),
+                            };
+                            _mm_storeu_ps(d.add(i * ow), q);
+                        }
+                        continue;
+                    }
+                    let row_mask = (1u32 << cols) - 1;
+                    for i in 0..rows {
+                        let at = d.add(i * ow).wrapping_sub(i * mw);
+                        _mm512_mask_storeu_ps(at, (row_mask << (i * mw)) as __mmask16, v);
+                    }
                 }
             }
         }
@@ -1084,6 +1120,9 @@ mod tests {
         for &(ci, co, k, pad, tile, h, w) in &[
             (5, 7, (3, 3), (1, 1), (4, 4), 9, 11),
             (5, 7, (3, 3), (0, 0), (2, 2), 10, 9),
+            (5, 7, (3, 3), (1, 1), (6, 6), 13, 17),
+            (2, 3, (3, 3), (1, 1), (6, 6), 7, 75),
+            (3, 4, (3, 3), (0, 0), (6, 4), 11, 9),
             (3, 4, (5, 5), (2, 2), (2, 2), 7, 8),
             (3, 4, (5, 5), (2, 2), (4, 4), 9, 11),
             (4, 6, (1, 7), (0, 3), (1, 2), 9, 10),
@@ -1117,17 +1156,14 @@ mod tests {
             // starts as NaN, so a pixel or padding left unwritten shows.
             let mut outs = Vec::new();
             for level in (0..=simd::level()).rev() {
-                let mut wc = WinogradConv::new(&wt, &b, (co, ci), k, pad, tile);
-                wc.simd = level;
-                loop {
+                for pack in [gemm_avx512::available(), false] {
+                    let mut wc = WinogradConv::with_gemm(&wt, &b, (co, ci), k, pad, tile, pack);
+                    wc.simd = level;
                     let pool = Pool::default();
                     pool.give(vec![f32::NAN; 1 << 16]);
                     let mut got = vec![f32::NAN; want.len()];
                     wc.forward_into(&x, &mut got, &pool);
                     outs.push((level, got));
-                    if wc.u_packed.take().is_none() {
-                        break;
-                    }
                 }
             }
             assert!(outs.len() >= 2);

@@ -551,7 +551,7 @@ fn load_zip(bytes: &[u8]) -> Result<PyValue, String> {
         }
         _ => return Err(format!("zip archive has {} data.pkl entries", pkls.len())),
     };
-    let mut read = |name: &str, limit: u64| -> Result<Option<Vec<u8>>, String> {
+    let mut read = |name: &str, limit: u64| -> Result<Option<Cow<'_, [u8]>>, String> {
         let Some(index) = zip.index_for_name_raw(name.as_bytes()) else {
             return Ok(None);
         };
@@ -580,6 +580,21 @@ fn load_zip(bytes: &[u8]) -> Result<PyValue, String> {
                 }
             ));
         }
+        // `torch.save` stores its members uncompressed: those are read in place (one copy
+        // of a 100 MB weights file less, and its page faults), their CRC-32 checked here.
+        let stored = f.compression() == zip::CompressionMethod::Stored && !f.encrypted();
+        let in_place = f
+            .data_start()
+            .and_then(|at| usize::try_from(at).ok())
+            .and_then(|at| bytes.get(at..at.checked_add(usize::try_from(size).ok()?)?));
+        if let (true, Some(data)) = (stored, in_place) {
+            if crc32fast::hash(data) != f.crc32() {
+                return Err(format!(
+                    "zip entry {name}: CRC-32 mismatch (the file is corrupt)"
+                ));
+            }
+            return Ok(Some(Cow::Borrowed(data)));
+        }
         let mut out = Vec::with_capacity(size as usize);
         f.read_to_end(&mut out).map_err(|e| {
             // The zip crate's wording for a CRC-32 mismatch is "Invalid checksum".
@@ -589,7 +604,7 @@ fn load_zip(bytes: &[u8]) -> Result<PyValue, String> {
                 format!("zip entry {name}: {e}")
             }
         })?;
-        Ok(Some(out))
+        Ok(Some(Cow::Owned(out)))
     };
     // Stored entries cannot exceed the archive; deflated ones are capped generously.
     let limit = (bytes.len() as u64).saturating_mul(64).max(1 << 20);
@@ -615,7 +630,7 @@ fn load_zip(bytes: &[u8]) -> Result<PyValue, String> {
         let name = format!("{prefix}data/{key}");
         let data = read(&name, limit)?
             .ok_or_else(|| format!("storage '{key}' is missing: no zip entry {name}"))?;
-        storages.insert(key.clone(), Cow::Owned(data));
+        storages.insert(key.clone(), data);
     }
     finish(&parsed, &storages, bytes.len()).map_err(|e| format!("{prefix}data.pkl: {e}"))
 }
