@@ -4,6 +4,7 @@
 use super::linalg::{matmul, sqrtm_psd, symmetric_eigen, symmetrize};
 use crate::rng::RandomState;
 use crate::{Error, Result};
+use std::sync::OnceLock;
 
 /// `isc_features_to_metric`: `(inception_score_mean, inception_score_std)`.
 ///
@@ -77,12 +78,14 @@ fn mean_std(x: &[f64]) -> (f64, f64) {
 
 /// FID statistics of one input: `mu (D,)`, `sigma (D, D)` (`np.cov`, N−1 normalisation), plus,
 /// when they come from features, the centred features scaled by `1/√(N−1)` (`A (N, D)`,
-/// `sigma = AᵀA`), which give FID's trace term through an `N×N` matrix when `N < D`.
+/// `sigma = AᵀA`), which give FID's trace term through an `N×N` matrix when `N < D`. Then
+/// `sigma` itself is computed only if asked for (`--save_stats`, or FID against an `.npz`): a
+/// `D×N×D` product that FID between two folders does not need.
 #[derive(Clone, Debug)]
 pub struct FidStats {
     pub dim: usize,
     pub mu: Vec<f64>,
-    pub sigma: Vec<f64>,
+    sigma: OnceLock<Vec<f64>>,
     scaled_centered: Option<(usize, Vec<f64>)>,
 }
 
@@ -113,16 +116,38 @@ impl FidStats {
                     .map(|(&v, m)| (f64::from(v) - m) * scale)
             })
             .collect();
-        // Aᵀ·A: pass A as the left operand transposed by viewing it as (D, N) column-major.
-        let at: Vec<f64> = transpose(&a, n, dim);
-        let mut sigma = matmul(&at, &at, (dim, n, dim), true);
-        symmetrize(&mut sigma, dim);
         Ok(Self {
             dim,
             mu,
-            sigma,
+            sigma: OnceLock::new(),
             scaled_centered: Some((n, a)),
         })
+    }
+
+    /// `sigma (D, D)` row-major.
+    pub fn sigma(&self) -> &[f64] {
+        self.sigma.get_or_init(|| {
+            let (n, a) = self
+                .scaled_centered
+                .as_ref()
+                .expect("statistics without sigma come from features");
+            // Aᵀ·A: pass A as the left operand transposed by viewing it as (D, N) column-major.
+            let at: Vec<f64> = transpose(a, *n, self.dim);
+            let mut sigma = matmul(&at, &at, (self.dim, *n, self.dim), true);
+            symmetrize(&mut sigma, self.dim);
+            sigma
+        })
+    }
+
+    /// `tr(sigma)`: from `A` (`‖A‖²`) while `sigma` has not been computed.
+    fn trace(&self) -> f64 {
+        match (self.sigma.get(), &self.scaled_centered) {
+            (None, Some((_, a))) => a.iter().map(|v| v * v).sum(),
+            _ => {
+                let (s, d) = (self.sigma(), self.dim);
+                (0..d).map(|i| s[i * d + i]).sum()
+            }
+        }
     }
 
     /// Statistics given as `mu (D,)` and `sigma (D, D)` (e.g. from an `.npz`).
@@ -137,7 +162,7 @@ impl FidStats {
         Ok(Self {
             dim,
             mu,
-            sigma,
+            sigma: OnceLock::from(sigma),
             scaled_centered: None,
         })
     }
@@ -188,12 +213,12 @@ fn trace_sqrt_product(s1: &FidStats, s2: &FidStats) -> f64 {
         }
         (Some((n, a)), None) | (None, Some((n, a))) => {
             let other = if low(s1).is_some() { s2 } else { s1 };
-            let as_ = matmul(a, &other.sigma, (*n, d, d), false);
+            let as_ = matmul(a, other.sigma(), (*n, d, d), false);
             sym(matmul(&as_, a, (*n, d, *n), true), *n)
         }
         (None, None) => {
-            let s = sqrtm_psd(&s1.sigma, d);
-            let t = matmul(&s, &s2.sigma, (d, d, d), false);
+            let s = sqrtm_psd(s1.sigma(), d);
+            let t = matmul(&s, s2.sigma(), (d, d, d), false);
             sym(matmul(&t, &s, (d, d, d), false), d)
         }
     }
@@ -207,15 +232,13 @@ pub fn frechet_distance(s1: &FidStats, s2: &FidStats) -> Result<f64> {
             s1.dim, s2.dim
         )));
     }
-    let d = s1.dim;
     let diff: f64 = s1
         .mu
         .iter()
         .zip(&s2.mu)
         .map(|(a, b)| (a - b) * (a - b))
         .sum();
-    let tr1: f64 = (0..d).map(|i| s1.sigma[i * d + i]).sum();
-    let tr2: f64 = (0..d).map(|i| s2.sigma[i * d + i]).sum();
+    let (tr1, tr2) = (s1.trace(), s2.trace());
     Ok(diff + tr1 + tr2 - 2.0 * trace_sqrt_product(s1, s2))
 }
 
@@ -312,8 +335,8 @@ mod tests {
         let f2: Vec<f32> = (0..5 * d).map(|i| pseudo(i + 999) * 1.5 + 0.2).collect();
         let s1 = FidStats::from_features(&f1, d).unwrap();
         let s2 = FidStats::from_features(&f2, d).unwrap();
-        let full1 = FidStats::from_mu_sigma(s1.mu.clone(), s1.sigma.clone()).unwrap();
-        let full2 = FidStats::from_mu_sigma(s2.mu.clone(), s2.sigma.clone()).unwrap();
+        let full1 = FidStats::from_mu_sigma(s1.mu.clone(), s1.sigma().to_vec()).unwrap();
+        let full2 = FidStats::from_mu_sigma(s2.mu.clone(), s2.sigma().to_vec()).unwrap();
         let both = frechet_distance(&s1, &s2).unwrap();
         let one = frechet_distance(&s1, &full2).unwrap();
         let other = frechet_distance(&full1, &s2).unwrap();

@@ -193,7 +193,7 @@ pub fn write_stats(path: &Path, stats: &FidStats) -> Result<()> {
     };
     let sigma = NpyArray {
         shape: vec![stats.dim, stats.dim],
-        data: stats.sigma.clone(),
+        data: stats.sigma().to_vec(),
     };
     npz::write_npz(path, &[("mu", &mu), ("sigma", &sigma)])
 }
