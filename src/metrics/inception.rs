@@ -163,10 +163,36 @@ struct Conv {
     stride: usize,
     ph: usize,
     pw: usize,
+    /// Outputs per Winograd tile ([`winograd_tile`]), for stride-1 kernels larger than 1×1.
+    tile: Option<(usize, usize)>,
     /// The same convolution in Winograd form, used instead of im2col + GEMM when set.
     wino: Option<WinogradConv>,
     /// `w` packed for [`gemm_avx512`], where the CPU has AVX-512 (else the `gemm` crate).
     packed: Option<Vec<f32>>,
+}
+
+impl Conv {
+    /// Builds the fast forms (Winograd kernels, or the weights packed for [`gemm_avx512`]) and
+    /// drops the plain weights they replace. Separate from reading the file so that all
+    /// layers are prepared in parallel.
+    fn prepare(&mut self) {
+        if let Some(tile) = self.tile {
+            self.wino = Some(WinogradConv::new(
+                &self.w,
+                &self.b,
+                (self.co, self.ci),
+                (self.kh, self.kw),
+                (self.ph, self.pw),
+                tile,
+            ));
+        } else if gemm_avx512::available() {
+            let k = self.ci * self.kh * self.kw;
+            self.packed = Some(gemm_avx512::pack_a(&self.w, self.co, k));
+        } else {
+            return;
+        }
+        self.w = Vec::new();
+    }
 }
 
 /// Reads the weights file's tensors, checking every key and shape; unknown keys (other than
@@ -177,6 +203,8 @@ struct Loader {
     /// Input side (H = W) of the layers being read, at the network's 299×299 input: picks the
     /// Winograd tile with the fewest multiplications at that size.
     size: usize,
+    /// Convolutions read so far.
+    convs: usize,
 }
 
 impl Loader {
@@ -230,17 +258,9 @@ impl Loader {
             b[o] = (f64::from(beta[o]) - f64::from(mean[o]) * scale) as f32;
         }
         let out = (self.size + 2 * ph + 1 - kh, self.size + 2 * pw + 1 - kw);
-        let wino = winograd_tile((kh, kw), stride, out)
-            .map(|tile| WinogradConv::new(&wf, &b, (co, ci), (kh, kw), (ph, pw), tile));
-        let packed =
-            (wino.is_none() && gemm_avx512::available()).then(|| gemm_avx512::pack_a(&wf, co, k));
-        let w = if wino.is_some() || packed.is_some() {
-            Vec::new()
-        } else {
-            wf
-        };
+        self.convs += 1;
         Ok(Conv {
-            w,
+            w: wf,
             b,
             co,
             ci,
@@ -249,8 +269,9 @@ impl Loader {
             stride,
             ph,
             pw,
-            wino,
-            packed,
+            tile: winograd_tile((kh, kw), stride, out),
+            wino: None,
+            packed: None,
         })
     }
 
@@ -424,6 +445,7 @@ impl InceptionV3 {
             tensors,
             what,
             size: 299,
+            convs: 0,
         };
         let l = &mut loader;
         let stem = [
@@ -474,7 +496,7 @@ impl InceptionV3 {
         let fc = l.take("fc.weight", &[1008, 2048])?;
         l.take("fc.bias", &[1008])?;
         loader.finish()?;
-        Ok(Self {
+        let mut net = Self {
             stem,
             mixed_5,
             mixed_6a,
@@ -483,7 +505,46 @@ impl InceptionV3 {
             mixed_7,
             fc,
             pool: Pool::default(),
-        })
+        };
+        let mut convs = net.convs_mut();
+        assert_eq!(convs.len(), loader.convs, "every convolution gets prepared");
+        convs.par_iter_mut().for_each(|c| c.prepare());
+        Ok(net)
+    }
+
+    /// Every convolution of the network.
+    fn convs_mut(&mut self) -> Vec<&mut Conv> {
+        let mut all: Vec<&mut Conv> = self.stem.iter_mut().collect();
+        for b in &mut self.mixed_5 {
+            all.push(&mut b.b1);
+            all.extend(&mut b.b5);
+            all.extend(&mut b.b3);
+            all.push(&mut b.pool);
+        }
+        all.push(&mut self.mixed_6a.b3);
+        all.extend(&mut self.mixed_6a.b3dbl);
+        for b in &mut self.mixed_6 {
+            all.push(&mut b.b1);
+            all.extend(&mut b.b7);
+            all.extend(&mut b.b7dbl);
+            all.push(&mut b.pool);
+        }
+        all.extend(&mut self.mixed_7a.b3);
+        all.extend(&mut self.mixed_7a.b7);
+        for b in &mut self.mixed_7 {
+            all.extend([
+                &mut b.b1,
+                &mut b.b3_1,
+                &mut b.b3_2a,
+                &mut b.b3_2b,
+                &mut b.bd_1,
+                &mut b.bd_2,
+                &mut b.bd_3a,
+                &mut b.bd_3b,
+                &mut b.pool,
+            ]);
+        }
+        all
     }
 
     /// A buffer of `len` floats (contents unspecified) from the network's pool of activation
@@ -1276,6 +1337,7 @@ mod tests {
                 stride: s,
                 ph,
                 pw,
+                tile: None,
                 wino: None,
                 packed: None,
             };
