@@ -162,9 +162,65 @@ pub unsafe fn gemm(
     }
 }
 
+/// `dst[i] = src[2·i]` (the stride-2 convolutions' im2col rows): two loads and one
+/// two-register permute per 16 floats instead of 16 scalar moves (the scalar gather was 4 % of
+/// `sg2im metrics`'s time).
+///
+/// # Safety
+/// [`available`] is true; `src.len() ≥ 2·dst.len() − 1`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+pub unsafe fn copy_every_other(dst: &mut [f32], src: &[f32]) {
+    use std::arch::x86_64::*;
+    debug_assert!(src.len() + 1 >= 2 * dst.len());
+    let evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let mut i = 0;
+    while i < dst.len() {
+        let n = 16.min(dst.len() - i);
+        // Floats of `src` this step may read: 2n − 1 from 2i (masked: none past the end).
+        let avail = (src.len() - 2 * i).min(32);
+        let lo_mask: __mmask16 = if avail >= 16 { 0xffff } else { (1 << avail) - 1 };
+        let hi_mask: __mmask16 = if avail >= 32 {
+            0xffff
+        } else if avail > 16 {
+            (1 << (avail - 16)) - 1
+        } else {
+            0
+        };
+        // SAFETY: masked loads read only inside `src`, the masked store only inside `dst`.
+        unsafe {
+            let p = src.as_ptr().add(2 * i);
+            let lo = _mm512_maskz_loadu_ps(lo_mask, p);
+            let hi = _mm512_maskz_loadu_ps(hi_mask, p.add(16));
+            let v = _mm512_permutex2var_ps(lo, evens, hi);
+            let store: __mmask16 = if n == 16 { 0xffff } else { (1 << n) - 1 };
+            _mm512_mask_storeu_ps(dst.as_mut_ptr().add(i), store, v);
+        }
+        i += 16;
+    }
+}
+
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn copy_every_other_takes_the_even_floats() {
+        if !available() {
+            return;
+        }
+        for n in [1, 5, 15, 16, 17, 31, 32, 33, 75] {
+            for extra in [0, 1] {
+                let src: Vec<f32> = (0..2 * n - 1 + extra).map(|i| i as f32).collect();
+                let mut dst = vec![f32::NAN; n + 1];
+                // SAFETY: AVX-512 checked; src holds 2n − 1 floats at least.
+                unsafe { copy_every_other(&mut dst[..n], &src) };
+                let want: Vec<f32> = (0..n).map(|i| (2 * i) as f32).collect();
+                assert_eq!(dst[..n], want[..], "n {n}");
+                assert!(dst[n].is_nan(), "wrote past the end (n {n})");
+            }
+        }
+    }
 
     #[test]
     fn matches_a_plain_product() {
