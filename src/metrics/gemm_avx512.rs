@@ -18,17 +18,23 @@ pub const MR: usize = 8;
 /// `a (M, K)` row-major → panels of `MR` rows, each stored `k`-major (`MR` values per `k`),
 /// rows past `M` zero.
 pub fn pack_a(a: &[f32], m: usize, k: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; m.div_ceil(MR) * k * MR];
+    pack_a_with(m, k, |i, kk| a[i * k + kk], &mut out);
+    out
+}
+
+/// [`pack_a`] of the `(m, k)` matrix whose element `(i, kk)` is `at(i, kk)`, into `out`
+/// (`⌈m/MR⌉·MR·k` floats, zeroed where rows past `m` go).
+pub fn pack_a_with(m: usize, k: usize, at: impl Fn(usize, usize) -> f32, out: &mut [f32]) {
     let panels = m.div_ceil(MR);
-    let mut out = vec![0.0f32; panels * k * MR];
+    assert_eq!(out.len(), panels * k * MR);
     for p in 0..panels {
         for r in 0..MR.min(m - p * MR) {
-            let row = &a[(p * MR + r) * k..][..k];
-            for (kk, &v) in row.iter().enumerate() {
-                out[(p * k + kk) * MR + r] = v;
+            for kk in 0..k {
+                out[(p * k + kk) * MR + r] = at(p * MR + r, kk);
             }
         }
     }
-    out
 }
 
 /// Whether the kernel can run here.
@@ -179,7 +185,11 @@ pub unsafe fn copy_every_other(dst: &mut [f32], src: &[f32]) {
         let n = 16.min(dst.len() - i);
         // Floats of `src` this step may read: 2n − 1 from 2i (masked: none past the end).
         let avail = (src.len() - 2 * i).min(32);
-        let lo_mask: __mmask16 = if avail >= 16 { 0xffff } else { (1 << avail) - 1 };
+        let lo_mask: __mmask16 = if avail >= 16 {
+            0xffff
+        } else {
+            (1 << avail) - 1
+        };
         let hi_mask: __mmask16 = if avail >= 32 {
             0xffff
         } else if avail > 16 {
