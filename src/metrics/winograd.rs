@@ -33,10 +33,6 @@ thread_local! {
 /// Finite interpolation points, in the order they are taken (the first `α − 1`).
 const POINTS: [f64; 9] = [0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 3.0, -3.0];
 
-/// Floats readable past the padded input's last patch: the AVX-512 gather loads whole
-/// 16-float rows from each patch's row start (patches are at most 9 wide).
-const ROW_SLACK: usize = LANES;
-
 /// Tiles processed together in the transforms: one SIMD register of f32 lanes on AVX-512, two
 /// on AVX2.
 const LANES: usize = 16;
@@ -238,8 +234,12 @@ enum Kernels {
 #[derive(Clone, Copy)]
 struct Geo {
     n: usize,
+    /// The input's height and width, and how far its patches start before its first row and
+    /// column: the padding when it is read in place, 0 for a zero-padded copy.
     h: usize,
     w: usize,
+    ph: usize,
+    pw: usize,
     oh: usize,
     ow: usize,
     /// Tiles per column and per row.
@@ -350,16 +350,33 @@ impl WinogradConv {
         let ow = x.w + 2 * self.pw + 1 - self.x.r;
         assert_eq!(out.len(), self.co * x.n * oh * ow);
         let (th, tw) = (oh.div_ceil(self.y.m), ow.div_ceil(self.x.m));
-        // Zero-padded copy of the input covering every tile's whole patch (the padding, and
-        // the last tiles' overhang), so that the input transform reads without bounds tests.
-        // It is at least `(H + 2·ph) × (W + 2·pw)`; only its border is zeroed (the buffer is
-        // recycled, and the interior is overwritten).
+        // The AVX-512 gather of multi-column patches reads the input in place, with masked
+        // loads that leave the padding and the last tiles' overhang zero (the padded copy
+        // below was 3–4 % of `sg2im metrics`'s time, memmove and zero fills).
+        if self.simd == 2 && self.x.alpha > 1 {
+            let g = Geo {
+                n: x.n,
+                h: x.h,
+                w: x.w,
+                ph: self.ph,
+                pw: self.pw,
+                oh,
+                ow,
+                th,
+                tw,
+            };
+            return self.blocks(x, g, out);
+        }
+        // Elsewhere: a zero-padded copy of the input covering every tile's whole patch (the
+        // padding, and the last tiles' overhang), so that the input transform reads without
+        // bounds tests. It is at least `(H + 2·ph) × (W + 2·pw)`; only its border is zeroed (the
+        // buffer is recycled, and the interior is overwritten).
         let (hp, wp) = (
             th * self.y.m + self.y.alpha - self.y.m,
             tw * self.x.m + self.x.alpha - self.x.m,
         );
         debug_assert!(hp >= x.h + self.ph && wp >= x.w + self.pw);
-        let mut xp = pool.take(x.c * x.n * hp * wp + ROW_SLACK);
+        let mut xp = pool.take(x.c * x.n * hp * wp);
         xp.par_chunks_mut(hp * wp)
             .zip(x.data.par_chunks(x.h * x.w))
             .for_each(|(dst, src)| {
@@ -382,16 +399,23 @@ impl WinogradConv {
             w: wp,
             data: xp,
         };
-        let x = &xpad;
         let g = Geo {
             n: x.n,
             h: hp,
             w: wp,
+            ph: 0,
+            pw: 0,
             oh,
             ow,
             th,
             tw,
         };
+        self.blocks(&xpad, g, out);
+        pool.give(xpad.data);
+    }
+
+    /// Every block of tiles, in parallel, from the input `x` as `g` describes it.
+    fn blocks(&self, x: &Act, g: Geo, out: &mut [f32]) {
         let tiles = g.n * g.th * g.tw;
         let xi = self.y.alpha * self.x.alpha;
         let threads = rayon::current_num_threads().max(1);
@@ -416,7 +440,6 @@ impl WinogradConv {
                 self.block(x, g, (t0, len), v, m, dst);
             });
         });
-        pool.give(xpad.data);
     }
 
     /// Tiles `[t0, t0 + len)`: input transform into `v (ξ, Ci, len)`, one GEMM per ξ into
@@ -520,53 +543,78 @@ impl WinogradConv {
         let offsets: Vec<usize> = (0..ah * aw).map(|k| (k / aw) * g.w + k % aw).collect();
         let lenp = padded(len);
         let sv = xi_stride(self.ci * lenp);
-        // Each group's lanes' patch corners in channel 0 (lanes past the block repeat lane 0)
-        // and, for one-column patches, its runs of side-by-side patches. Channels go in the
-        // outer loop so that reads from the input and writes to `v` are sequential streams.
-        let groups: Vec<(usize, [usize; LANES])> = (0..len)
+        // Each group's lanes' patch corners in channel 0 (lanes past the block repeat lane 0;
+        // negative where a patch starts in the padding of an input read in place), which of
+        // the patch rows lie inside the input and, as a mask, which columns; for one-column
+        // patches (always from a padded copy), its runs of side-by-side patches. Channels go
+        // in the outer loop so that reads from the input and writes to `v` are sequential.
+        let (h, w) = (g.h as isize, g.w as isize);
+        let groups: Vec<Group> = (0..len)
             .step_by(LANES)
             .map(|l0| {
                 let lanes = LANES.min(len - l0);
-                let mut base = [0usize; LANES];
-                for (l, b) in base.iter_mut().enumerate() {
+                let mut grp = Group {
+                    l0,
+                    base: [0; LANES],
+                    rows: [(0, 0); LANES],
+                    cols: [0; LANES],
+                };
+                for l in 0..LANES {
                     let (n, oy, ox) = self.tile_origin(g, t0 + l0 + if l < lanes { l } else { 0 });
-                    *b = n * plane + oy * g.w + ox;
+                    let (iy, ix) = (oy as isize - g.ph as isize, ox as isize - g.pw as isize);
+                    grp.base[l] = (n * plane) as isize + iy * w + ix;
+                    grp.rows[l] = (
+                        (-iy).clamp(0, ah as isize) as usize,
+                        (h - iy).clamp(0, ah as isize) as usize,
+                    );
+                    grp.cols[l] = (0..aw)
+                        .filter(|&j| (0..w).contains(&(ix + j as isize)))
+                        .fold(0, |m, j| m | 1 << j);
                 }
-                (l0, base)
+                grp
             })
             .collect();
+        debug_assert!(
+            g.ph + g.pw == 0 || (AVX512 && aw > 1),
+            "only the AVX-512 row gather reads an unpadded input"
+        );
         #[cfg(target_arch = "x86_64")]
         let runs: Vec<Vec<avx512::Run>> = groups
             .iter()
-            .map(|(l0, base)| {
+            .map(|grp| {
                 if AVX512 && aw == 1 {
-                    avx512::segments(&base[..LANES.min(len - l0)], |_| 0)
+                    let offs: Vec<usize> = grp.base[..LANES.min(len - grp.l0)]
+                        .iter()
+                        .map(|&b| b as usize)
+                        .collect();
+                    avx512::segments(&offs, |_| 0)
                 } else {
                     Vec::new()
                 }
             })
             .collect();
         for c in 0..self.ci {
-            for (gi, &(l0, ref base)) in groups.iter().enumerate() {
+            for (gi, grp) in groups.iter().enumerate() {
+                let l0 = grp.l0;
                 #[cfg(target_arch = "x86_64")]
                 if AVX512 {
                     // SAFETY: AVX512 is set only where the CPU has AVX-512 (see `simd`); the
-                    // padded input covers every tile's patch plus `ROW_SLACK` floats (see
-                    // `forward_into`), and the masked loads read inside the patches only.
+                    // masked loads read the pixels of the lanes' patches that lie inside the
+                    // input (rows and column masks above), from a padded copy where aw == 1.
                     unsafe {
-                        // From the whole buffer: row loads may run into the next plane.
                         let src = x.data.as_ptr().add(c * g.n * plane);
                         if aw == 1 {
                             avx512::gather_runs(src, &runs[gi], g.w, &mut patch);
                         } else {
-                            avx512::gather_rows(src, base, g.w, (ah, aw), &mut patch);
+                            avx512::gather_rows(src, grp, g.w, (ah, aw), &mut patch);
                         }
                     }
                 }
                 if !AVX512 {
                     let src = &x.data[c * g.n * plane..][..g.n * plane];
                     for (p, &off) in patch.iter_mut().zip(&offsets) {
-                        for (d, &b) in p.iter_mut().zip(base) {
+                        for (d, &b) in p.iter_mut().zip(&grp.base) {
+                            let b = b as usize;
                             debug_assert!(b + off < src.len());
                             // SAFETY: the padded input covers every tile's patch (see
                             // `forward_into`).
@@ -703,6 +751,16 @@ impl WinogradConv {
 /// Where a tile's outputs go: offset of its first pixel in one output plane of channel 0,
 /// rows and columns inside the image.
 type Place = (usize, usize, usize);
+
+/// One SIMD group of tiles for the input transform: its first tile (in the block), each lane's
+/// patch corner as an offset into channel 0 of the input (negative in the padding), the range
+/// of patch rows inside the input, and the mask of patch columns inside it.
+struct Group {
+    l0: usize,
+    base: [isize; LANES],
+    rows: [(usize, usize); LANES],
+    cols: [u16; LANES],
+}
 
 /// Row length of a block's `v` and `m` for `len` tiles: whole SIMD groups, so that every group
 /// moves as one array (with a partial last group, the compiler merged the whole and partial
@@ -1013,25 +1071,34 @@ mod avx512 {
         }
     }
 
-    /// `patch[i·aw + j][l] = src[base[l] + i·w + j]`: each lane's patch row is one load, then
-    /// a transpose puts the pixels in lanes.
+    /// `patch[i·aw + j][l] = src[base[l] + i·w + j]` for the pixels inside the input, 0 for the
+    /// others: each lane's patch row is one masked load, then a transpose puts the pixels in
+    /// lanes.
     ///
     /// # Safety
-    /// AVX-512F; `src` holds 16 floats from every `base[l] + i·w`, `i < ah`.
+    /// AVX-512F; `src + base[l] + i·w + j` is inside the input for every row `i` in
+    /// `grp.rows[l]` and column `j` in `grp.cols[l]`.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn gather_rows(
         src: *const f32,
-        base: &[usize; LANES],
+        grp: &super::Group,
         w: usize,
         (ah, aw): (usize, usize),
         patch: &mut [[f32; LANES]],
     ) {
-        // SAFETY: as the caller promises.
+        // SAFETY: as the caller promises; masked-off floats are neither read nor can fault.
         unsafe {
             let mut r = [_mm512_setzero_ps(); 16];
             for i in 0..ah {
-                for (v, &b) in r.iter_mut().zip(base) {
-                    *v = _mm512_loadu_ps(src.add(b + i * w));
+                for (l, v) in r.iter_mut().enumerate() {
+                    let (lo, hi) = grp.rows[l];
+                    let mask = if (lo..hi).contains(&i) {
+                        grp.cols[l]
+                    } else {
+                        0
+                    };
+                    let p = src.wrapping_offset(grp.base[l] + (i * w) as isize);
+                    *v = _mm512_maskz_loadu_ps(mask, p);
                 }
                 transpose16(&mut r);
                 for j in 0..aw {
