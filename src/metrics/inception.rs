@@ -16,7 +16,7 @@
 //!   on one thread (1×1 stride-1 convolutions multiply the activations in place, no im2col);
 //! - stride-1 convolutions with a kernel larger than 1×1 (3×3, 5×5, 1×7, 7×1, 1×3, 3×1: 70 % of
 //!   the network's 5.7 G multiply-adds per image) use Winograd's minimal filtering instead
-//!   (`winograd.rs`), which brings the network to 3.0 G multiply-adds per image — the direct
+//!   (`winograd.rs`), which brings the network to about 2.9 G multiply-adds per image — the direct
 //!   form needs more than this 2-core CPU's FMA peak for the speed goal (BENCHMARKS.md);
 //! - the Inception blocks' channel concatenations cost nothing: each branch writes its channel
 //!   range of the block's output buffer;
