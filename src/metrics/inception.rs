@@ -665,20 +665,7 @@ impl BlockA {
 
 impl BlockB {
     fn forward(&self, x: &Act, pool: &Pool) -> Act {
-        let (oh, ow) = ((x.h - 3) / 2 + 1, (x.w - 3) / 2 + 1);
-        let chans = [self.b3.co, self.b3dbl[2].co, x.c];
-        with_block_out(x, (oh, ow), &chans, pool, |parts| {
-            let [o3, od, om]: [&mut [f32]; 3] = parts.try_into().expect("3 branches");
-            join(
-                || {
-                    join(
-                        || conv_into(&self.b3, x, o3, pool),
-                        || chain_into(&self.b3dbl, x, od, pool),
-                    )
-                },
-                || max_pool_3x3_into(x, 2, false, om),
-            );
-        })
+        two_chains_max_pool(x, pool, std::slice::from_ref(&self.b3), &self.b3dbl)
     }
 }
 
@@ -722,21 +709,29 @@ fn one_by_one_two_chains_pool(
 
 impl BlockD {
     fn forward(&self, x: &Act, pool: &Pool) -> Act {
-        let (oh, ow) = ((x.h - 3) / 2 + 1, (x.w - 3) / 2 + 1);
-        let chans = [self.b3[1].co, self.b7[3].co, x.c];
-        with_block_out(x, (oh, ow), &chans, pool, |parts| {
-            let [o3, o7, om]: [&mut [f32]; 3] = parts.try_into().expect("3 branches");
-            join(
-                || {
-                    join(
-                        || chain_into(&self.b3, x, o3, pool),
-                        || chain_into(&self.b7, x, o7, pool),
-                    )
-                },
-                || max_pool_3x3_into(x, 2, false, om),
-            );
-        })
+        two_chains_max_pool(x, pool, &self.b3, &self.b7)
     }
+}
+
+/// The branch layout `InceptionB` and `InceptionD` share, halving the size: a chain ending in a
+/// stride-2 convolution | another | 3×3 stride-2 max pool, concatenated in that order; the three
+/// branches run as parallel tasks writing their parts of the block output.
+fn two_chains_max_pool(x: &Act, pool: &Pool, chain_a: &[Conv], chain_b: &[Conv]) -> Act {
+    let (oh, ow) = ((x.h - 3) / 2 + 1, (x.w - 3) / 2 + 1);
+    let last = |c: &[Conv]| c.last().expect("a convolution").co;
+    let chans = [last(chain_a), last(chain_b), x.c];
+    with_block_out(x, (oh, ow), &chans, pool, |parts| {
+        let [oa, ob, om]: [&mut [f32]; 3] = parts.try_into().expect("3 branches");
+        join(
+            || {
+                join(
+                    || chain_into(chain_a, x, oa, pool),
+                    || chain_into(chain_b, x, ob, pool),
+                )
+            },
+            || max_pool_3x3_into(x, 2, false, om),
+        );
+    })
 }
 
 impl BlockE {
