@@ -7,7 +7,8 @@
 //! routines). With `A` pre-packed and `B` read in place (copied per strip only when its rows are
 //! far apart, see [`gemm`]), what is left is the register-blocked
 //! kernel: 8 rows × 32 columns of `C` in 16 zmm accumulators, one FMA per broadcast weight and
-//! pair of `B` vectors. Other CPUs keep the `gemm` crate (see `winograd.rs`).
+//! pair of `B` vectors. Other CPUs keep the `gemm` crate ([`gemm_portable`], the one call of it
+//! that the convolutions share).
 
 /// Rows of `C` per register block (8 × 2 accumulators + 2 `B` vectors + a broadcast: 19 of
 /// the 32 zmm registers). Every channel count of Inception-v3 is a multiple of 8, so no panel
@@ -34,6 +35,47 @@ pub fn pack_a_with(m: usize, k: usize, at: impl Fn(usize, usize) -> f32, out: &m
                 out[(p * k + kk) * MR + r] = at(p * MR + r, kk);
             }
         }
+    }
+}
+
+/// `c (m, n)` (row stride `ldc`) = `a (m, k)` (row stride `lda`) · `b (k, n)` (row stride
+/// `ldb`), all row-major, on one thread through the `gemm` crate: the convolutions' GEMM where
+/// [`available`] is false.
+///
+/// # Safety
+/// The pointers cover the extents given.
+pub unsafe fn gemm_portable(
+    (m, n, k): (usize, usize, usize),
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+) {
+    // SAFETY: as the caller promises; `read_dst` false: `c` is only written.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c,
+            1,
+            ldc as isize,
+            false,
+            a,
+            1,
+            lda as isize,
+            b,
+            1,
+            ldb as isize,
+            0.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
     }
 }
 

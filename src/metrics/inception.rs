@@ -934,27 +934,7 @@ fn conv_gemm_tile(
     // the row-major operands cover (Co, K) and (K, len) with the strides given.
     unsafe {
         let d = dst.ptr().add(t0);
-        gemm::gemm(
-            cv.co,
-            len,
-            k,
-            d,
-            1,
-            p as isize,
-            false,
-            cv.w.as_ptr(),
-            1,
-            k as isize,
-            rhs,
-            1,
-            rhs_rs as isize,
-            1.0f32,
-            1.0f32,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
+        gemm_avx512::gemm_portable((cv.co, len, k), cv.w.as_ptr(), k, rhs, rhs_rs, d, p);
         // Bias and ReLU in one pass over the tile while it is in cache.
         for o in 0..cv.co {
             let b = cv.b[o];

@@ -491,26 +491,14 @@ impl WinogradConv {
         for e in 0..xi {
             // SAFETY: row-major (Co, Ci) · (Ci, lenp) → (Co, len) slices of the buffers above.
             unsafe {
-                gemm::gemm(
-                    self.co,
-                    lenp,
-                    self.ci,
-                    m.as_mut_ptr().add(e * sm),
-                    1,
-                    lenp as isize,
-                    false,
+                gemm_avx512::gemm_portable(
+                    (self.co, lenp, self.ci),
                     u.as_ptr().add(e * self.co * self.ci),
-                    1,
-                    self.ci as isize,
+                    self.ci,
                     v.as_ptr().add(e * sv),
-                    1,
-                    lenp as isize,
-                    0.0f32,
-                    1.0f32,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
+                    lenp,
+                    m.as_mut_ptr().add(e * sm),
+                    lenp,
                 );
             }
         }
